@@ -1,0 +1,20 @@
+"""Baseline allocation rules, installed as ``occ_gym.baselines``; all share SB3's ``predict``."""
+
+from __future__ import annotations
+
+from occ_gym.baselines.base import BaselinePolicy, Policy
+from occ_gym.baselines.fixed_tier import FixedTier
+from occ_gym.baselines.heuristic_occ import HeuristicOCC
+from occ_gym.baselines.hindsight_oracle import HindsightOracle
+from occ_gym.baselines.random_policy import RandomPolicy
+from occ_gym.baselines.verifier_guided import VerifierGuided
+
+__all__ = [
+    "BaselinePolicy",
+    "FixedTier",
+    "HeuristicOCC",
+    "HindsightOracle",
+    "Policy",
+    "RandomPolicy",
+    "VerifierGuided",
+]

@@ -1,0 +1,80 @@
+"""The one policy interface: SB3's ``predict``, so baselines and learned policies run alike."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+from occ_gym.env import OCCCodeEnv
+from occ_gym.layout import ActionLayout, ObservationLayout
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything with SB3's ``predict`` signature (baselines, PPO, MaskablePPO)."""
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]: ...
+
+
+def occ_env(env: gym.Env) -> OCCCodeEnv:
+    """The ``OCCCodeEnv`` under any wrappers, with a clear error for anything else."""
+    inner = env.unwrapped
+    if not isinstance(inner, OCCCodeEnv):
+        raise TypeError(f"expected an occ-gym environment, got {type(inner).__name__}")
+    return inner
+
+
+class BaselinePolicy(ABC):
+    """A hand-written rule that reads the documented observation layout and the action mask."""
+
+    name: str
+
+    def __init__(self, env: gym.Env):
+        inner = occ_env(env)
+        self.actions: ActionLayout = inner.action_layout
+        self.observations: ObservationLayout = inner.observation_layout
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Actions for one observation ``(n_obs,)`` or a batch ``(n_envs, n_obs)``."""
+        obs = np.asarray(observation, dtype=np.float32)
+        if obs.ndim not in (1, 2) or obs.shape[-1] != self.observations.size:
+            raise ValueError(
+                f"observation must have shape ({self.observations.size},) or "
+                f"(n_envs, {self.observations.size}), got {obs.shape}"
+            )
+        batch = obs.reshape(-1, self.observations.size)
+        if action_masks is None:
+            masks = np.ones((len(batch), self.actions.size), dtype=bool)
+        else:
+            masks = np.asarray(action_masks, dtype=bool).reshape(len(batch), self.actions.size)
+        actions = np.array(
+            [self.act(o, m) for o, m in zip(batch, masks, strict=True)], dtype=np.int64
+        )
+        return (actions if obs.ndim == 2 else actions[0]), state
+
+    @abstractmethod
+    def act(self, observation: np.ndarray, mask: np.ndarray) -> int:
+        """The action for one observation, given the legal-action mask."""
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "class": type(self).__name__}

@@ -1,0 +1,80 @@
+"""HindsightOracle: reads the episode's fixed outcomes. An upper bound, never a competitor."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from occ_gym.baselines.base import BaselinePolicy, occ_env
+
+
+class HindsightOracle(BaselinePolicy):
+    """The best plan given every attempt's hidden results: an UPPER BOUND, not a policy.
+
+    At the start of each episode it looks at every attempt the episode has fixed
+    (``env.peek_attempt``) and follows the plan with the highest score: ``s + 1`` fresh attempts
+    of tier ``k`` (the last one is kept), then ``r`` rounds of VERIFY and REPAIR, then SUBMIT,
+    within ``max_steps`` and the budget; or ABSTAIN when no plan beats 0. Any candidate the env
+    can produce is reached most cheaply by such a plan, so no policy can score more on the same
+    seeds. It works on one unvectorised env, the one it was built with.
+    """
+
+    name = "HindsightOracle (upper bound)"
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.env = occ_env(env)
+        self._plan: list[int] = []
+
+    def plan(self) -> tuple[list[int], float]:
+        """The best action sequence for the current episode and its score."""
+        env, actions = self.env, self.actions
+        penalty = env.oracle.compute_penalty
+        best_plan, best_score = [actions.abstain], 0.0
+        max_rounds = self.observations.max_repair_rounds
+        for tier in range(actions.num_tiers):
+            for sample in range(env.max_steps):
+                fresh_cost = sum(env.peek_attempt(tier, s, 0).cost for s in range(sample + 1))
+                cost = fresh_cost
+                for repair_round in range(max_rounds + 1):
+                    steps = sample + 1 + 2 * repair_round + 1
+                    if steps > env.max_steps:
+                        break
+                    attempt = env.peek_attempt(tier, sample, repair_round)
+                    if repair_round:
+                        cost += env.verifier_cost + attempt.cost
+                    if env.budget is not None and cost > env.budget:
+                        break
+                    score = (
+                        env.oracle.outcome_value(True, attempt.hidden_passed, attempt.hidden_total)
+                        - penalty * cost
+                    )
+                    if score > best_score:
+                        best_score = score
+                        best_plan = (
+                            [actions.attempt(tier)] * (sample + 1)
+                            + [actions.verify, actions.repair] * repair_round
+                            + [actions.submit]
+                        )
+                    if attempt.public_pass:
+                        break  # a candidate that passes VERIFY cannot be repaired
+        return best_plan, best_score
+
+    def act(self, observation: np.ndarray, mask: np.ndarray) -> int:
+        if self.observations.steps_used(observation) == 0:
+            self._plan = self.plan()[0]
+        if not self._plan:
+            raise RuntimeError("HindsightOracle ran out of plan: was it used on another env?")
+        action = self._plan.pop(0)
+        if not mask[action]:
+            raise RuntimeError(
+                f"HindsightOracle's plan step {self.actions.name(action)} is masked: "
+                "it must observe the env it was built with"
+            )
+        return action
+
+    def predict(
+        self, observation, state=None, episode_start=None, deterministic=True, action_masks=None
+    ):
+        if np.asarray(observation).ndim != 1:
+            raise ValueError("HindsightOracle runs on one unvectorised env")
+        return super().predict(observation, state, episode_start, deterministic, action_masks)

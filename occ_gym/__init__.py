@@ -1,0 +1,50 @@
+"""occ-gym: Gymnasium environments for learning compute allocation for code-generating agents.
+
+Importing the package registers the environments (once, however often it is imported)::
+
+    import gymnasium as gym
+    import occ_gym
+
+    env = gym.make("OCC-CodeSim-v0")
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+from occ_gym.attempt import Attempt, ErrorKind
+from occ_gym.broker import BrokerDecision, BrokerVerdict, ResourceBroker
+from occ_gym.env import OCCCodeEnv
+from occ_gym.ledger import CreditLedger, LedgerEntry
+from occ_gym.oracle import ImpactOracle, ScoreBreakdown
+
+__version__ = "0.1.0"
+
+ENV_IDS = ("OCC-CodeSim-v0",)
+"""Every environment id this package registers."""
+
+
+def _register_environments() -> None:
+    if "OCC-CodeSim-v0" not in registry:
+        register(
+            id="OCC-CodeSim-v0",
+            entry_point="occ_gym.env:OCCCodeEnv",
+            kwargs={"tiers": "simulated", "tasks": "simulated"},
+        )
+
+
+_register_environments()
+
+__all__ = [
+    "ENV_IDS",
+    "Attempt",
+    "BrokerDecision",
+    "BrokerVerdict",
+    "CreditLedger",
+    "ErrorKind",
+    "ImpactOracle",
+    "LedgerEntry",
+    "OCCCodeEnv",
+    "ResourceBroker",
+    "ScoreBreakdown",
+]

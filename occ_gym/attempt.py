@@ -1,0 +1,58 @@
+"""What one call to a code model produced, and how the verifier judged it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ErrorKind(IntEnum):
+    """Root category of a failed verification (``NONE`` when every public test passed).
+
+    The order is part of the observation layout: do not reorder, only append.
+    """
+
+    NONE = 0
+    SYNTAX = 1
+    IMPORT = 2
+    RUNTIME = 3
+    WRONG_ANSWER = 4
+    TIMEOUT = 5
+    RESOURCE = 6
+    SAFETY = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One candidate solution and its (pre-determined) test results.
+
+    The environment reveals the public results only after VERIFY and the hidden results only
+    after SUBMIT; the attempt itself always carries both.
+    """
+
+    sample: int
+    """Which fresh sample of that tier this chain started from (0, 1, ...)."""
+    repair_round: int
+    """0 for a fresh attempt, r for the r-th repair of that sample."""
+    public_passed: int
+    public_total: int
+    hidden_passed: int
+    hidden_total: int
+    error_kind: ErrorKind
+    """What VERIFY reports: ``ErrorKind.NONE`` when every public test passed."""
+    cost: float
+    """Compute spent writing the candidate, in cost units."""
+    tokens_in: int
+    tokens_out: int
+
+    @property
+    def public_pass(self) -> bool:
+        return self.public_passed == self.public_total
+
+    @property
+    def hidden_pass(self) -> bool:
+        return self.hidden_passed == self.hidden_total
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out

@@ -1,0 +1,512 @@
+"""OCCCodeEnv: one programming problem per episode; the policy allocates compute to solve it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from occ_gym.attempt import Attempt
+from occ_gym.broker import ResourceBroker
+from occ_gym.executor import Executor
+from occ_gym.layout import VERDICTS, ActionLayout, ObservationLayout
+from occ_gym.ledger import CreditLedger
+from occ_gym.oracle import ImpactOracle
+from occ_gym.tasks import make_task_source
+from occ_gym.tiers.simulated import build_dataclass, make_simulated_tiers
+
+UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
+
+
+class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
+    """
+    ## Description
+
+    Each episode is one programming problem. The policy decides, step by step, which code model
+    tier to call, whether to run the public tests on the candidate (VERIFY), whether to REPAIR a
+    candidate that failed them with the verifier's feedback in the context, and when to SUBMIT
+    (hidden tests decide) or ABSTAIN. It is scored by correctness on the hidden tests minus the
+    compute it spent (``ImpactOracle``). ``OCC-CodeSim-v0`` uses simulated tiers: the parametric
+    model of the original OCC benchmark, where a task's latent difficulty is seen only through
+    noisy prompt features.
+
+    ## Action Space
+
+    ``Discrete(K + 4)`` for K tiers, sorted cheapest first (``env.unwrapped.action_layout`` names
+    every index; K = 3 by default):
+
+    | Num      | Action       | Legal when (``action_masks()``)                                  |
+    |----------|--------------|------------------------------------------------------------------|
+    | 0..K-1   | ATTEMPT(k)   | the broker allows tier k's cost (always, without a budget)       |
+    | K        | VERIFY       | the current candidate is unverified (and the broker allows it)   |
+    | K+1      | REPAIR       | the current candidate failed VERIFY (and the broker allows it)   |
+    | K+2      | SUBMIT       | a candidate exists                                               |
+    | K+3      | ABSTAIN      | always                                                           |
+
+    ATTEMPT(k) replaces the current candidate with a fresh, unchecked one from tier k. REPAIR
+    asks the current candidate's tier again with the candidate and the feedback appended: it is
+    likelier to pass and costs more each round as the context grows. SUBMIT hands in the current
+    candidate, unless it failed VERIFY and an earlier verified candidate passed more public
+    tests, in which case that one. An illegal action raises ``ValueError``.
+
+    ## Observation Space
+
+    A flat ``float32`` ``Box(0, 1, (F + 2K + 17,))``; F = 4 prompt features and K = 3 tiers give
+    shape ``(28,)``. ``env.unwrapped.observation_layout`` is the one source of this table:
+
+    | Index | Field                | Meaning                                                   |
+    |-------|----------------------|-----------------------------------------------------------|
+    | 0-3   | prompt_features      | features of the prompt text (task source's)               |
+    | 4-6   | tier_attempts        | fresh attempts made with each tier / max_steps            |
+    | 7     | has_candidate        | 1 if a candidate exists                                   |
+    | 8-10  | candidate_tier       | one-hot: tier that wrote the current candidate            |
+    | 11-13 | candidate_verdict    | one-hot: current candidate unverified/passed/failed       |
+    | 14-21 | error_kind           | one-hot ErrorKind of the current candidate's VERIFY       |
+    | 22    | public_pass_fraction | public tests the current candidate passed (if verified)   |
+    | 23    | best_public_fraction | best public-test fraction of any verified candidate       |
+    | 24    | context_length       | repair round of the current candidate / max repair rounds |
+    | 25    | cost_so_far          | compute spent / the most an episode can spend             |
+    | 26    | budget_left          | budget left / budget (1 when there is no budget)          |
+    | 27    | steps_left           | steps left / max_steps                                    |
+
+    Only what a deployed allocator could see: never hidden-test results or the latent difficulty.
+    ``cost_so_far`` divides by ``max_steps * max(costliest fresh attempt, verifier cost)`` and is
+    clipped at 1.
+
+    ## Rewards
+
+    Each step costs ``-λ * cost`` (λ = the oracle's ``compute_penalty``; ATTEMPT and REPAIR cost
+    the tier's price, VERIFY the verifier's, SUBMIT and ABSTAIN nothing). SUBMIT adds the oracle's
+    outcome terms (correctness, partial credit, regression). So the return of an episode equals
+    ``info["score"]["total"]``, the ImpactOracle's correctness-minus-compute score.
+
+    ## Starting State
+
+    A task drawn uniformly from the split with ``np_random`` (or ``options={"task_index": i}``);
+    no candidate; nothing spent. Every attempt's outcome for the episode is drawn at reset from
+    ``np_random``, so a seed fixes the whole episode whatever the policy does.
+
+    ## Episode End
+
+    - Termination: SUBMIT or ABSTAIN.
+    - Truncation: ``max_steps`` steps without either (nothing is submitted). The env truncates
+      itself; its registrations set no ``max_episode_steps`` so the two can never disagree.
+
+    The last step's ``info`` holds the episode contract: ``outcome`` ("submitted", "abstained"
+    or "truncated"), ``hidden_pass`` (bool), ``public_pass`` (bool), ``hidden_passed``,
+    ``hidden_total``, ``submitted_tier``, ``compute`` (cost units), ``tokens``, ``steps``,
+    ``score`` (the oracle's breakdown, a dict) and per-tier ``tier_attempts``,
+    ``tier_public_passes`` and ``tier_compute``. Every step's ``info`` has ``action``, ``tier``,
+    ``cost`` and ``verdict``; VERIFY adds ``error_kind`` and ``public_passed``.
+
+    ## Arguments
+
+    | Argument      | Default       | Meaning                                                    |
+    |---------------|---------------|------------------------------------------------------------|
+    | tiers         | "simulated"   | "simulated" or a list of ``SimulatedTierSpec`` mappings    |
+    | tasks         | "simulated"   | the task source                                            |
+    | split         | "train"       | "train" or "test" (held out)                               |
+    | simulation    | None          | overrides of ``SimulationConfig`` (repairs, test outcomes) |
+    | oracle        | None          | overrides of ``ImpactOracle`` weights                      |
+    | verifier_cost | 50.0          | cost units of one VERIFY                                   |
+    | max_steps     | 8             | steps before truncation                                    |
+    | budget        | None          | cost units an episode may spend; the broker masks the rest |
+    | render_mode   | None          | None or "ansi" (a readable timeline)                       |
+
+    ```python
+    env = gym.make("OCC-CodeSim-v0", split="test", oracle={"compute_penalty": 0.002}, budget=600)
+    ```
+
+    ## Version History
+
+    - v0: first version.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    AGENT = "allocator"
+    """Who spends compute in the env's ledger."""
+
+    def __init__(
+        self,
+        *,
+        tiers: str | Sequence[Mapping[str, Any]] = "simulated",
+        tasks: str = "simulated",
+        split: str = "train",
+        simulation: Mapping[str, Any] | None = None,
+        oracle: Mapping[str, Any] | None = None,
+        verifier_cost: float = 50.0,
+        max_steps: int = 8,
+        budget: float | None = None,
+        render_mode: str | None = None,
+    ):
+        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)):
+            raise TypeError(f"max_steps must be an int, got {type(max_steps).__name__}")
+        if max_steps < 2:
+            raise ValueError(f"max_steps must be >= 2 (an attempt and a submit), got {max_steps}")
+        self.verifier_cost = _finite_number("verifier_cost", verifier_cost, minimum=0.0)
+        self.budget = None if budget is None else _finite_number("budget", budget, minimum=0.0)
+        if self.budget == 0.0:
+            raise ValueError("budget must be > 0 (or None for no budget)")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                f"got {render_mode!r}"
+            )
+        if not isinstance(tasks, str) or not isinstance(split, str):
+            raise TypeError("tasks and split must be strings")
+        if oracle is not None and not isinstance(oracle, Mapping):
+            raise TypeError(f"oracle must be a mapping of weights, got {type(oracle).__name__}")
+
+        self.render_mode = render_mode
+        self.max_steps = int(max_steps)
+        self.tiers = make_simulated_tiers(tiers, simulation)
+        self.task_source = make_task_source(tasks, split)
+        self.oracle: ImpactOracle = build_dataclass(ImpactOracle, oracle or {}, "oracle")
+        self.tier_names = tuple(tier.name for tier in self.tiers)
+        self.action_layout = ActionLayout(self.tier_names)
+        self.observation_layout = ObservationLayout(
+            self.task_source.feature_names, self.tier_names, self.max_steps
+        )
+        self.action_space = spaces.Discrete(self.action_layout.size)
+        self.observation_space = spaces.Box(
+            0.0, 1.0, shape=(self.observation_layout.size,), dtype=np.float32
+        )
+        self._executor = Executor(self.tiers, self.max_steps)
+        costliest = max(max(tier.nominal_cost for tier in self.tiers), self.verifier_cost)
+        self._cost_scale = self.max_steps * costliest
+
+        num_tiers = len(self.tiers)
+        self._obs = np.zeros(self.observation_layout.size, dtype=np.float32)
+        self._mask = np.zeros(self.action_layout.size, dtype=bool)
+        self._tier_attempts = np.zeros(num_tiers, dtype=np.int64)
+        self._tier_public_passes = np.zeros(num_tiers, dtype=np.int64)
+        self._tier_compute = np.zeros(num_tiers, dtype=np.float64)
+        self._slices = {name: field.slice for name, field in self.observation_layout.fields.items()}
+        self._episode_active = False
+        self._task = None
+        self._timeline: list[str] = []
+        self._ledger: CreditLedger | None = None
+        self._broker: ResourceBroker | None = None
+
+    # ------------------------------------------------------------------ Gymnasium API
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        index = self._task_index(options)
+        self._task = self.task_source.task(index)
+        self._executor.begin_episode(self._task, self.np_random)
+        self._steps = 0
+        self._compute = 0.0
+        self._tokens = 0
+        self._tier_attempts[:] = 0
+        self._tier_public_passes[:] = 0
+        self._tier_compute[:] = 0.0
+        self._candidate: Attempt | None = None
+        self._candidate_key: tuple[int, int, int] | None = None
+        self._verdict = UNVERIFIED
+        self._best_verified: Attempt | None = None
+        self._best_verified_key: tuple[int, int, int] | None = None
+        self._episode_active = True
+        if self.budget is not None:
+            self._ledger = CreditLedger()
+            self._broker = ResourceBroker(self._ledger, budget=self.budget)
+        if self.render_mode == "ansi":
+            self._timeline = [f"task {self._task.task_id} ({self.task_source.split} split)"]
+        self._update_mask()
+        return self._observation(), {"task_id": self._task.task_id, "split": self.task_source.split}
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        if not self._episode_active:
+            raise RuntimeError(
+                "the episode has ended (or never started): call reset() before step()"
+            )
+        action = self._checked_action(action)
+        layout = self.action_layout
+        self._steps += 1
+        cost = 0.0
+        terminated = False
+        submission: tuple[tuple[int, int, int], Attempt] | None = None
+        info: dict[str, Any] = {"action": layout.name(action), "tier": None, "cost": 0.0}
+
+        if action < layout.num_tiers:
+            sample = int(self._tier_attempts[action])
+            self._tier_attempts[action] += 1
+            cost = self._generate(action, sample, 0)
+            info.update(tier=self.tier_names[action], verdict="unverified")
+        elif action == layout.repair:
+            tier, sample, repair_round = self._candidate_key
+            cost = self._generate(tier, sample, repair_round + 1)
+            info.update(tier=self.tier_names[tier], verdict="unverified")
+        elif action == layout.verify:
+            cost = self.verifier_cost
+            self._verify(info)
+        else:
+            terminated = True
+            submission = self._submission() if action == layout.submit else None
+            if submission is None:
+                info["verdict"] = "abstained"
+            else:
+                info["verdict"] = "hidden_pass" if submission[1].hidden_pass else "hidden_fail"
+
+        self._compute += cost
+        info["cost"] = cost
+        if self._ledger is not None and cost > 0:
+            self._ledger.spend(
+                self.AGENT,
+                info["tier"] or "verifier",
+                cost,
+                reason=info["action"],
+                task_id=self._task.task_id,
+                action_id=self._steps,
+            )
+        reward = -self.oracle.compute_penalty * cost
+        truncated = not terminated and self._steps >= self.max_steps
+        if terminated or truncated:
+            outcome = "truncated" if truncated else ("submitted" if submission else "abstained")
+            final = self._episode_summary(outcome, submission)
+            reward += final.pop("_outcome_value")
+            info.update(final)
+            self._episode_active = False
+        if self.render_mode == "ansi":
+            self._timeline.append(self._timeline_line(info, reward))
+        self._update_mask()
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return "\n".join(self._timeline) + "\n"
+        return None
+
+    # ------------------------------------------------------------------ public helpers
+
+    def action_masks(self) -> np.ndarray:
+        """Legal actions now, as a bool array of the action space's size (MaskablePPO reads it)."""
+        if self._task is None:
+            raise RuntimeError("call reset() before action_masks()")
+        return self._mask.copy()
+
+    def peek_attempt(self, tier: int, sample: int, repair_round: int) -> Attempt:
+        """The attempt fixed for this episode, hidden results included.
+
+        For upper-bound baselines (``HindsightOracle``) and analysis only: a policy that reads it
+        is cheating. Peeking changes nothing about the episode.
+        """
+        return self._executor.attempt(self.action_layout.tier_index(tier), sample, repair_round)
+
+    def action_cost(self, action: int) -> float:
+        """Cost units ``action`` would spend now."""
+        layout = self.action_layout
+        if action < layout.num_tiers:
+            return self._executor.cost(action, 0)
+        if action == layout.verify:
+            return self.verifier_cost
+        if action == layout.repair and self._candidate_key is not None:
+            tier, _, repair_round = self._candidate_key
+            return self._executor.cost(tier, repair_round + 1)
+        return 0.0
+
+    @property
+    def tier_costs(self) -> tuple[float, ...]:
+        """Nominal cost of a fresh attempt of each tier, cheapest first."""
+        return tuple(tier.nominal_cost for tier in self.tiers)
+
+    # ------------------------------------------------------------------ episode mechanics
+
+    def _task_index(self, options: dict[str, Any] | None) -> int:
+        if not options:
+            return int(self.np_random.integers(len(self.task_source)))
+        unknown = set(options) - {"task_index"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: ['task_index']")
+        index = options["task_index"]
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, np.integer))
+            or not (0 <= index < len(self.task_source))
+        ):
+            raise ValueError(
+                f"task_index must be an int in [0, {len(self.task_source)}), got {index!r}"
+            )
+        return int(index)
+
+    def _checked_action(self, action: Any) -> int:
+        array = np.asarray(action)
+        if array.shape not in ((), (1,)) or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(
+                f"action must be one integer in Discrete({self.action_space.n}), got {action!r}"
+            )
+        value = int(array.reshape(()))
+        if not 0 <= value < self.action_space.n:
+            raise ValueError(f"action {value} is outside Discrete({self.action_space.n})")
+        if not self._mask[value]:
+            raise ValueError(
+                f"action {value} ({self.action_layout.name(value)}) is illegal now: "
+                f"{self._illegal_reason(value)}; legal: {self._legal_names()}"
+            )
+        return value
+
+    def _illegal_reason(self, action: int) -> str:
+        layout = self.action_layout
+        if action == layout.submit:
+            return "there is no candidate to submit"
+        if action == layout.verify and self._candidate is None:
+            return "there is no candidate to verify"
+        if action == layout.verify and self._verdict != UNVERIFIED:
+            return "the current candidate is already verified"
+        if action == layout.repair and self._verdict != FAILED:
+            return "REPAIR needs a candidate that failed VERIFY"
+        if self._broker is not None:
+            scope = self.tier_names[action] if action < layout.num_tiers else "verifier"
+            return self._broker.request(self.AGENT, scope, self.action_cost(action)).reason
+        return "masked"
+
+    def _legal_names(self) -> list[str]:
+        return [self.action_layout.name(int(a)) for a in np.flatnonzero(self._mask)]
+
+    def _generate(self, tier: int, sample: int, repair_round: int) -> float:
+        attempt = self._executor.attempt(tier, sample, repair_round)
+        self._candidate = attempt
+        self._candidate_key = (tier, sample, repair_round)
+        self._verdict = UNVERIFIED
+        self._tokens += attempt.tokens
+        self._tier_compute[tier] += attempt.cost
+        return attempt.cost
+
+    def _verify(self, info: dict[str, Any]) -> None:
+        candidate = self._candidate
+        self._verdict = PASSED if candidate.public_pass else FAILED
+        if candidate.public_pass:
+            self._tier_public_passes[self._candidate_key[0]] += 1
+        best = self._best_verified
+        if best is None or candidate.public_passed > best.public_passed:
+            self._best_verified = candidate
+            self._best_verified_key = self._candidate_key
+        info.update(
+            tier=self.tier_names[self._candidate_key[0]],
+            verdict=VERDICTS[self._verdict],
+            error_kind=candidate.error_kind.name.lower(),
+            public_passed=candidate.public_passed,
+        )
+
+    def _submission(self) -> tuple[tuple[int, int, int], Attempt]:
+        """The (key, attempt) SUBMIT hands in: the current candidate, unless it failed VERIFY
+        and an earlier verified candidate passed more public tests."""
+        candidate, best = self._candidate, self._best_verified
+        if (
+            self._verdict == FAILED
+            and best is not None
+            and best.public_passed > candidate.public_passed
+        ):
+            return self._best_verified_key, best
+        return self._candidate_key, candidate
+
+    def _episode_summary(
+        self, outcome: str, submission: tuple[tuple[int, int, int], Attempt] | None
+    ) -> dict[str, Any]:
+        attempt = submission[1] if submission is not None else None
+        submitted = attempt is not None
+        hidden_passed = attempt.hidden_passed if attempt is not None else 0
+        hidden_total = attempt.hidden_total if attempt is not None else self._task.hidden_tests
+        score = self.oracle.score(
+            submitted=submitted,
+            hidden_passed=hidden_passed,
+            hidden_total=hidden_total,
+            compute=self._compute,
+        )
+        return {
+            "outcome": outcome,
+            "hidden_pass": bool(attempt is not None and attempt.hidden_pass),
+            "public_pass": bool(attempt is not None and attempt.public_pass),
+            "hidden_passed": hidden_passed,
+            "hidden_total": hidden_total,
+            "submitted_tier": self.tier_names[submission[0][0]] if submission is not None else None,
+            "compute": self._compute,
+            "tokens": self._tokens,
+            "steps": self._steps,
+            "score": score.as_dict(),
+            "tier_attempts": self._tier_attempts.tolist(),
+            "tier_public_passes": self._tier_public_passes.tolist(),
+            "tier_compute": self._tier_compute.tolist(),
+            "_outcome_value": score.correctness + score.pass_at_k + score.regression,
+        }
+
+    def _allowed(self, scope: str, cost: float) -> bool:
+        return self._broker is None or self._broker.request(self.AGENT, scope, cost).allowed
+
+    def _update_mask(self) -> None:
+        layout, mask = self.action_layout, self._mask
+        for tier, name in enumerate(self.tier_names):
+            mask[tier] = self._allowed(name, self._executor.cost(tier, 0))
+        has_candidate = self._candidate is not None
+        mask[layout.verify] = (
+            has_candidate
+            and self._verdict == UNVERIFIED
+            and self._allowed("verifier", self.verifier_cost)
+        )
+        can_repair = (
+            has_candidate
+            and self._verdict == FAILED
+            and self._candidate_key[2] < self._executor.max_repair_rounds
+        )
+        mask[layout.repair] = can_repair and self._allowed(
+            self.tier_names[self._candidate_key[0]], self.action_cost(layout.repair)
+        )
+        mask[layout.submit] = has_candidate
+        mask[layout.abstain] = True
+
+    def _observation(self) -> np.ndarray:
+        obs, s = self._obs, self._slices
+        obs[:] = 0.0
+        obs[s["prompt_features"]] = self._task.prompt_features
+        obs[s["tier_attempts"]] = self._tier_attempts / self.max_steps
+        if self._candidate is not None:
+            tier, _, repair_round = self._candidate_key
+            obs[s["has_candidate"]] = 1.0
+            obs[s["candidate_tier"].start + tier] = 1.0
+            obs[s["candidate_verdict"].start + self._verdict] = 1.0
+            if self._verdict != UNVERIFIED:
+                obs[s["error_kind"].start + int(self._candidate.error_kind)] = 1.0
+                obs[s["public_pass_fraction"]] = (
+                    self._candidate.public_passed / self._candidate.public_total
+                )
+            obs[s["context_length"]] = repair_round / max(1, self._executor.max_repair_rounds)
+        if self._best_verified is not None:
+            best = self._best_verified
+            obs[s["best_public_fraction"]] = best.public_passed / best.public_total
+        obs[s["cost_so_far"]] = min(1.0, self._compute / self._cost_scale)
+        if self.budget is not None:
+            obs[s["budget_left"]] = max(0.0, 1.0 - self._compute / self.budget)
+        else:
+            obs[s["budget_left"]] = 1.0
+        obs[s["steps_left"]] = (self.max_steps - self._steps) / self.max_steps
+        return obs.copy()
+
+    def _timeline_line(self, info: dict[str, Any], reward: float) -> str:
+        line = f"step {self._steps:>2}  {info['action']:<20} cost {info['cost']:>7.1f}"
+        if "public_passed" in info:
+            total = self._candidate.public_total
+            line += (
+                f"  public {info['public_passed']}/{total} {info['verdict']} ({info['error_kind']})"
+            )
+        elif info.get("verdict") == "unverified":
+            line += f"  new candidate ({self._tokens} tokens so far)"
+        if "outcome" in info:
+            line += (
+                f"  -> {info['outcome']}: hidden {info['hidden_passed']}/{info['hidden_total']}, "
+                f"compute {info['compute']:.0f}, score {info['score']['total']:+.3f}"
+            )
+        return line
+
+
+def _finite_number(name: str, value: Any, *, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be finite and >= {minimum}, got {value!r}")
+    return float(value)

@@ -1,0 +1,62 @@
+"""Executor: memoised attempts, (tier, sample, repair round) -> Attempt, within one episode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from occ_gym.attempt import Attempt
+from occ_gym.layout import max_repair_rounds
+from occ_gym.tasks.base import Task
+from occ_gym.tiers.base import DRAWS_PER_ATTEMPT, Tier
+
+
+class Executor:
+    """Calls tiers and remembers what they wrote.
+
+    At the start of an episode the environment hands over the task and its ``np_random``; the
+    executor draws every random number the episode could need at once, so attempt
+    ``(tier, sample, round)`` is fixed for the episode whether or not, and in whatever order,
+    it is asked for. That makes the same seed give the same episode, and lets an upper-bound
+    baseline look ahead (``peek``) without changing anything.
+    """
+
+    def __init__(self, tiers: Sequence[Tier], max_steps: int):
+        self.tiers = list(tiers)
+        self.max_samples = max_steps
+        self.max_repair_rounds = max_repair_rounds(max_steps)
+        shape = (len(self.tiers), self.max_samples, self.max_repair_rounds + 1, DRAWS_PER_ATTEMPT)
+        self._draws = np.zeros(shape)
+        self._cache: dict[tuple[int, int, int], Attempt] = {}
+        self._task: Task | None = None
+
+    def begin_episode(self, task: Task, rng: np.random.Generator) -> None:
+        self._task = task
+        self._draws[...] = rng.random(self._draws.shape)
+        self._cache.clear()
+
+    def cost(self, tier: int, repair_round: int) -> float:
+        return self.tiers[tier].attempt_cost(self._require_task(), repair_round)
+
+    def attempt(self, tier: int, sample: int, repair_round: int) -> Attempt:
+        """Fresh sample `sample` of `tier`, repaired `repair_round` times."""
+        key = (tier, sample, repair_round)
+        attempt = self._cache.get(key)
+        if attempt is None:
+            if not (0 <= sample < self.max_samples and 0 <= repair_round <= self.max_repair_rounds):
+                raise IndexError(
+                    f"attempt {key} is beyond this episode's {self.max_samples} samples "
+                    f"and {self.max_repair_rounds} repair rounds"
+                )
+            parent = self.attempt(tier, sample, repair_round - 1) if repair_round else None
+            attempt = self.tiers[tier].attempt(
+                self._require_task(), sample, repair_round, self._draws[key], parent
+            )
+            self._cache[key] = attempt
+        return attempt
+
+    def _require_task(self) -> Task:
+        if self._task is None:
+            raise RuntimeError("no episode has begun: call begin_episode (env.reset) first")
+        return self._task

@@ -1,0 +1,177 @@
+"""The action and observation layouts: the one place that says which index means what."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from occ_gym.attempt import ErrorKind
+
+
+@dataclass(frozen=True)
+class ActionLayout:
+    """``Discrete(K + 4)``: ATTEMPT(0..K-1) with tiers cheapest first, then the four controls."""
+
+    tier_names: tuple[str, ...]
+
+    @property
+    def num_tiers(self) -> int:
+        return len(self.tier_names)
+
+    @property
+    def verify(self) -> int:
+        return self.num_tiers
+
+    @property
+    def repair(self) -> int:
+        return self.num_tiers + 1
+
+    @property
+    def submit(self) -> int:
+        return self.num_tiers + 2
+
+    @property
+    def abstain(self) -> int:
+        return self.num_tiers + 3
+
+    @property
+    def size(self) -> int:
+        return self.num_tiers + 4
+
+    def attempt(self, tier: int | str) -> int:
+        """The ATTEMPT action of a tier, given its index or its name."""
+        return self.tier_index(tier)
+
+    def tier_index(self, tier: int | str) -> int:
+        if isinstance(tier, str):
+            if tier not in self.tier_names:
+                raise ValueError(
+                    f"unknown tier {tier!r}; this env has tiers {list(self.tier_names)}"
+                )
+            return self.tier_names.index(tier)
+        if (
+            isinstance(tier, (int, np.integer))
+            and not isinstance(tier, bool)
+            and 0 <= tier < self.num_tiers
+        ):
+            return int(tier)
+        raise ValueError(
+            f"unknown tier {tier!r}; expected a name in {list(self.tier_names)} "
+            f"or an index in [0, {self.num_tiers})"
+        )
+
+    def name(self, action: int) -> str:
+        """Readable name of an action: ``ATTEMPT(cheap)``, ``VERIFY``, ..."""
+        if 0 <= action < self.num_tiers:
+            return f"ATTEMPT({self.tier_names[action]})"
+        controls = ("VERIFY", "REPAIR", "SUBMIT", "ABSTAIN")
+        if self.num_tiers <= action < self.size:
+            return controls[action - self.num_tiers]
+        raise ValueError(f"action {action!r} is outside Discrete({self.size})")
+
+
+VERDICTS = ("unverified", "passed", "failed")
+"""The current candidate's verification state, in the order of the ``candidate_verdict`` one-hot."""
+
+
+@dataclass(frozen=True)
+class ObservationField:
+    name: str
+    start: int
+    size: int
+    meaning: str
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.start + self.size)
+
+
+class ObservationLayout:
+    """A flat float32 vector in [0, 1]; fields in this order (F prompt features, K tiers)."""
+
+    def __init__(self, feature_names: Sequence[str], tier_names: Sequence[str], max_steps: int):
+        self.feature_names = tuple(feature_names)
+        self.tier_names = tuple(tier_names)
+        self.max_steps = max_steps
+        self.max_repair_rounds = max_repair_rounds(max_steps)
+        specs = [
+            (
+                "prompt_features",
+                len(self.feature_names),
+                "features of the prompt text (task source's)",
+            ),
+            (
+                "tier_attempts",
+                len(self.tier_names),
+                "fresh attempts made with each tier / max_steps",
+            ),
+            ("has_candidate", 1, "1 if a candidate exists"),
+            (
+                "candidate_tier",
+                len(self.tier_names),
+                "one-hot: tier that wrote the current candidate",
+            ),
+            (
+                "candidate_verdict",
+                len(VERDICTS),
+                "one-hot: current candidate unverified/passed/failed",
+            ),
+            ("error_kind", len(ErrorKind), "one-hot ErrorKind of the current candidate's VERIFY"),
+            ("public_pass_fraction", 1, "public tests the current candidate passed (if verified)"),
+            ("best_public_fraction", 1, "best public-test fraction of any verified candidate"),
+            ("context_length", 1, "repair round of the current candidate / max repair rounds"),
+            ("cost_so_far", 1, "compute spent / the most an episode can spend"),
+            ("budget_left", 1, "budget left / budget (1 when there is no budget)"),
+            ("steps_left", 1, "steps left / max_steps"),
+        ]
+        self.fields: dict[str, ObservationField] = {}
+        start = 0
+        for name, size, meaning in specs:
+            self.fields[name] = ObservationField(name, start, size, meaning)
+            start += size
+        self.size = start
+
+    def __getitem__(self, name: str) -> slice:
+        return self.fields[name].slice
+
+    def index(self, name: str) -> int:
+        """Index of a one-wide field."""
+        field = self.fields[name]
+        if field.size != 1:
+            raise ValueError(
+                f"observation field {name!r} is {field.size} wide; use layout[{name!r}]"
+            )
+        return field.start
+
+    def attempts_made(self, observation: np.ndarray) -> np.ndarray:
+        """Fresh attempts per tier, as integers, decoded from an observation."""
+        return np.rint(observation[self["tier_attempts"]] * self.max_steps).astype(np.int64)
+
+    def repair_round(self, observation: np.ndarray) -> int:
+        fraction = float(observation[self.index("context_length")])
+        return round(fraction * max(1, self.max_repair_rounds))
+
+    def verdict(self, observation: np.ndarray) -> str | None:
+        """'unverified', 'passed', 'failed', or None without a candidate."""
+        if observation[self.index("has_candidate")] < 0.5:
+            return None
+        return VERDICTS[int(np.argmax(observation[self["candidate_verdict"]]))]
+
+    def steps_used(self, observation: np.ndarray) -> int:
+        return self.max_steps - round(float(observation[self.index("steps_left")]) * self.max_steps)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(indices, field, meaning) rows for documentation tables."""
+        rows = []
+        for field in self.fields.values():
+            end = field.start + field.size - 1
+            span = str(field.start) if field.size == 1 else f"{field.start}-{end}"
+            rows.append((span, field.name, field.meaning))
+        return rows
+
+
+def max_repair_rounds(max_steps: int) -> int:
+    """The deepest repair reachable: ATTEMPT, then (VERIFY, REPAIR) r times, within max_steps."""
+    return max(0, (max_steps - 1) // 2)
