@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/occ-gym bench --env OCC-CodeSim-v0 --episodes 1000 --seed 0 --out benchmarks/results/demo
+	$(BIN)/occ-gym bench --env OCC-CodeSim-v0 --split test --episodes 1000 --seed 0 --out benchmarks/results/demo
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/demo/leaderboard.md README.md
 
 test: $(STAMP)
 	$(BIN)/ruff check .

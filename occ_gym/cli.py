@@ -82,6 +82,9 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
 
 
 def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    out = Path(args.out) if args.out else None
+    if out is not None:  # fail on an unwritable folder before the run, not after it
+        out.mkdir(parents=True, exist_ok=True)
     env = gym.make(args.env, split=args.split)
     policies = baseline_suite(env, args.seed)
     results = [
@@ -120,9 +123,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         },
         "results": rows,
     }
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
         (out / "leaderboard.md").write_text(
             f"{title}. Command: `{command}`\n\n{markdown_table(rows)}"

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from occ_gym.attempt import Attempt
 from occ_gym.broker import ResourceBroker
 from occ_gym.executor import Executor
-from occ_gym.layout import VERDICTS, ActionLayout, ObservationLayout
+from occ_gym.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLayout
 from occ_gym.ledger import CreditLedger
 from occ_gym.oracle import ImpactOracle
 from occ_gym.tasks import make_task_source
@@ -51,7 +51,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     asks the current candidate's tier again with the candidate and the feedback appended: it is
     likelier to pass and costs more each round as the context grows. SUBMIT hands in the current
     candidate, unless it failed VERIFY and an earlier verified candidate passed more public
-    tests, in which case that one. An illegal action raises ``ValueError``.
+    tests, in which case that one. An illegal action raises ``ValueError``. The action space is a
+    ``Discrete`` whose ``sample()`` draws only legal actions (``MaskedDiscrete``), so a random
+    agent written as ``env.step(env.action_space.sample())`` works as usual.
 
     ## Observation Space
 
@@ -171,7 +173,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_layout = ObservationLayout(
             self.task_source.feature_names, self.tier_names, self.max_steps
         )
-        self.action_space = spaces.Discrete(self.action_layout.size)
+        self._mask = np.zeros(self.action_layout.size, dtype=bool)
+        self.action_space = MaskedDiscrete(self._mask)
         self.observation_space = spaces.Box(
             0.0, 1.0, shape=(self.observation_layout.size,), dtype=np.float32
         )
@@ -181,7 +184,6 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
         num_tiers = len(self.tiers)
         self._obs = np.zeros(self.observation_layout.size, dtype=np.float32)
-        self._mask = np.zeros(self.action_layout.size, dtype=bool)
         self._tier_attempts = np.zeros(num_tiers, dtype=np.int64)
         self._tier_public_passes = np.zeros(num_tiers, dtype=np.int64)
         self._tier_compute = np.zeros(num_tiers, dtype=np.float64)

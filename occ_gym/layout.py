@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from gymnasium import spaces
 
 from occ_gym.attempt import ErrorKind
 
@@ -175,3 +176,26 @@ class ObservationLayout:
 def max_repair_rounds(max_steps: int) -> int:
     """The deepest repair reachable: ATTEMPT, then (VERIFY, REPAIR) r times, within max_steps."""
     return max(0, (max_steps - 1) // 2)
+
+
+class MaskedDiscrete(spaces.Discrete):
+    """``Discrete(n)`` whose ``sample()`` draws only legal actions unless given a mask.
+
+    It shares the environment's live mask, so ``env.action_space.sample()`` (random agents,
+    Gymnasium's and SB3's env checkers) never picks an action the env would reject. An explicit
+    ``mask`` may be bool (as ``action_masks()`` returns) or int8. With nothing legal (before
+    the first reset) it samples like a plain ``Discrete``.
+    """
+
+    def __init__(self, legal: np.ndarray, seed: int | np.random.Generator | None = None):
+        super().__init__(len(legal), seed=seed)
+        self._legal = legal
+
+    def sample(
+        self, mask: np.ndarray | None = None, probability: np.ndarray | None = None
+    ) -> np.int64:
+        if mask is None and probability is None and self._legal.any():
+            mask = self._legal
+        if mask is not None and mask.dtype == np.bool_:
+            mask = mask.astype(np.int8)
+        return super().sample(mask=mask, probability=probability)
