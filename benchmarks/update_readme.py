@@ -1,6 +1,6 @@
 """Copy a generated leaderboard into the README, between its bench markers.
 
-    python benchmarks/update_readme.py benchmarks/results/demo/leaderboard.md README.md
+python benchmarks/update_readme.py benchmarks/results/demo/leaderboard.md README.md
 """
 
 from __future__ import annotations

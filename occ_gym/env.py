@@ -52,8 +52,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     likelier to pass and costs more each round as the context grows. SUBMIT hands in the current
     candidate, unless it failed VERIFY and an earlier verified candidate passed more public
     tests, in which case that one. An illegal action raises ``ValueError``. The action space is a
-    ``Discrete`` whose ``sample()`` draws only legal actions (``MaskedDiscrete``), so a random
-    agent written as ``env.step(env.action_space.sample())`` works as usual.
+    ``Discrete`` that never samples an illegal action (``MaskedDiscrete``):
+    ``sample(mask=env.unwrapped.action_masks())`` draws among all legal actions; ``sample()``
+    alone only among those that stay legal across a reset (allowed ATTEMPTs and ABSTAIN).
 
     ## Observation Space
 
@@ -174,7 +175,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             self.task_source.feature_names, self.tier_names, self.max_steps
         )
         self._mask = np.zeros(self.action_layout.size, dtype=bool)
-        self.action_space = MaskedDiscrete(self._mask)
+        self.action_space = MaskedDiscrete(self._mask, len(self.tiers))
         self.observation_space = spaces.Box(
             0.0, 1.0, shape=(self.observation_layout.size,), dtype=np.float32
         )
@@ -203,6 +204,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         index = self._task_index(options)
         self._task = self.task_source.task(index)
         self._executor.begin_episode(self._task, self.np_random)
+        self._fresh_costs = [self._executor.cost(tier, 0) for tier in range(len(self.tiers))]
         self._steps = 0
         self._compute = 0.0
         self._tokens = 0
@@ -305,7 +307,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         """Cost units ``action`` would spend now."""
         layout = self.action_layout
         if action < layout.num_tiers:
-            return self._executor.cost(action, 0)
+            return self._fresh_costs[action]
         if action == layout.verify:
             return self.verifier_cost
         if action == layout.repair and self._candidate_key is not None:
@@ -443,24 +445,26 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     def _update_mask(self) -> None:
         layout, mask = self.action_layout, self._mask
-        for tier, name in enumerate(self.tier_names):
-            mask[tier] = self._allowed(name, self._executor.cost(tier, 0))
         has_candidate = self._candidate is not None
-        mask[layout.verify] = (
-            has_candidate
-            and self._verdict == UNVERIFIED
-            and self._allowed("verifier", self.verifier_cost)
-        )
-        can_repair = (
+        mask[layout.verify] = has_candidate and self._verdict == UNVERIFIED
+        mask[layout.repair] = (
             has_candidate
             and self._verdict == FAILED
             and self._candidate_key[2] < self._executor.max_repair_rounds
         )
-        mask[layout.repair] = can_repair and self._allowed(
-            self.tier_names[self._candidate_key[0]], self.action_cost(layout.repair)
-        )
         mask[layout.submit] = has_candidate
         mask[layout.abstain] = True
+        if self._broker is None:
+            mask[: layout.num_tiers] = True
+            return
+        for tier, name in enumerate(self.tier_names):
+            mask[tier] = self._allowed(name, self._fresh_costs[tier])
+        if mask[layout.verify]:
+            mask[layout.verify] = self._allowed("verifier", self.verifier_cost)
+        if mask[layout.repair]:
+            mask[layout.repair] = self._allowed(
+                self.tier_names[self._candidate_key[0]], self.action_cost(layout.repair)
+            )
 
     def _observation(self) -> np.ndarray:
         obs, s = self._obs, self._slices

@@ -11,35 +11,31 @@ from gymnasium import spaces
 from occ_gym.attempt import ErrorKind
 
 
-@dataclass(frozen=True)
 class ActionLayout:
     """``Discrete(K + 4)``: ATTEMPT(0..K-1) with tiers cheapest first, then the four controls."""
 
-    tier_names: tuple[str, ...]
+    __slots__ = ("abstain", "num_tiers", "repair", "size", "submit", "tier_names", "verify")
 
-    @property
-    def num_tiers(self) -> int:
-        return len(self.tier_names)
+    def __init__(self, tier_names: Sequence[str]):
+        self.tier_names = tuple(tier_names)
+        self.num_tiers = len(self.tier_names)
+        self.verify = self.num_tiers
+        self.repair = self.num_tiers + 1
+        self.submit = self.num_tiers + 2
+        self.abstain = self.num_tiers + 3
+        self.size = self.num_tiers + 4
 
-    @property
-    def verify(self) -> int:
-        return self.num_tiers
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActionLayout) and other.tier_names == self.tier_names
 
-    @property
-    def repair(self) -> int:
-        return self.num_tiers + 1
+    def __hash__(self) -> int:
+        return hash(self.tier_names)
 
-    @property
-    def submit(self) -> int:
-        return self.num_tiers + 2
+    def __getstate__(self) -> tuple[str, ...]:
+        return self.tier_names
 
-    @property
-    def abstain(self) -> int:
-        return self.num_tiers + 3
-
-    @property
-    def size(self) -> int:
-        return self.num_tiers + 4
+    def __setstate__(self, tier_names: tuple[str, ...]) -> None:
+        self.__init__(tier_names)
 
     def attempt(self, tier: int | str) -> int:
         """The ATTEMPT action of a tier, given its index or its name."""
@@ -179,23 +175,34 @@ def max_repair_rounds(max_steps: int) -> int:
 
 
 class MaskedDiscrete(spaces.Discrete):
-    """``Discrete(n)`` whose ``sample()`` draws only legal actions unless given a mask.
+    """``Discrete(K + 4)`` whose ``sample()`` never picks an action the env would reject.
 
-    It shares the environment's live mask, so ``env.action_space.sample()`` (random agents,
-    Gymnasium's and SB3's env checkers) never picks an action the env would reject. An explicit
-    ``mask`` may be bool (as ``action_masks()`` returns) or int8. With nothing legal (before
-    the first reset) it samples like a plain ``Discrete``.
+    - ``sample(mask=env.unwrapped.action_masks())`` draws uniformly among the legal actions (the
+      mask may be bool, as ``action_masks()`` returns, or int8 as Gymnasium expects);
+    - ``sample()`` with no mask draws among the actions that are legal now *and* after any
+      reset: the ATTEMPT actions the broker allows now, and ABSTAIN. Tools that sample before
+      a reset and step after it (Gymnasium's ``check_env`` does) stay legal; a plain random
+      agent attempts and abstains but never verifies or submits.
+
+    It reads the environment's live mask, which it shares.
     """
 
-    def __init__(self, legal: np.ndarray, seed: int | np.random.Generator | None = None):
+    def __init__(
+        self, legal: np.ndarray, num_tiers: int, seed: int | np.random.Generator | None = None
+    ):
         super().__init__(len(legal), seed=seed)
         self._legal = legal
+        self._num_tiers = num_tiers
+        self._always_legal = np.zeros(len(legal), dtype=np.int8)
 
     def sample(
         self, mask: np.ndarray | None = None, probability: np.ndarray | None = None
     ) -> np.int64:
         if mask is None and probability is None and self._legal.any():
-            mask = self._legal
-        if mask is not None and mask.dtype == np.bool_:
+            safe = self._always_legal
+            safe[: self._num_tiers] = self._legal[: self._num_tiers]
+            safe[-1] = 1  # ABSTAIN
+            mask = safe
+        elif mask is not None and mask.dtype == np.bool_:
             mask = mask.astype(np.int8)
         return super().sample(mask=mask, probability=probability)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +17,13 @@ class ScoreBreakdown:
     total: float
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return {
+            "correctness": self.correctness,
+            "pass_at_k": self.pass_at_k,
+            "regression": self.regression,
+            "compute_penalty": self.compute_penalty,
+            "total": self.total,
+        }
 
 
 @dataclass(frozen=True)

@@ -195,17 +195,36 @@ def test_render_ansi_is_a_timeline():
 
 
 def test_action_space_samples_only_legal_actions(sim_env):
+    layout = sim_env.unwrapped.action_layout
     sim_env.reset(seed=0)
     sim_env.action_space.seed(0)
-    for _ in range(300):
+    seen_masked, seen_plain = set(), set()
+    for _ in range(400):
         mask = sim_env.unwrapped.action_masks()
-        assert mask[sim_env.action_space.sample()]
+        plain = int(sim_env.action_space.sample())
+        assert mask[plain] and plain in (*range(layout.num_tiers), layout.abstain)
+        seen_plain.add(plain)
         action = sim_env.action_space.sample(mask=mask)  # a bool mask works, as in DESIGN.md
+        seen_masked.add(int(action))
         _, _, terminated, truncated, _ = sim_env.step(action)
         if terminated or truncated:
             sim_env.reset()
-    assert isinstance(sim_env.action_space, gym.spaces.Discrete)
+    assert seen_masked == set(range(layout.size)) and len(seen_plain) == layout.num_tiers + 1
     assert sim_env.action_space == gym.spaces.Discrete(7)
+
+
+def test_action_sampled_before_reset_is_legal_after_it():
+    """Gymnasium's check_step_determinism samples an action, then resets, then steps."""
+    env = make_crafted_env(budget=150.0)
+    layout = env.unwrapped.action_layout
+    env.reset(seed=0)
+    env.step(layout.attempt("never"))  # a candidate: VERIFY, SUBMIT legal now, not after reset
+    env.step(layout.verify)  # 60 of 150 spent: "always" (100) is now denied
+    samples = {int(env.action_space.sample()) for _ in range(200)}
+    assert samples == {layout.attempt("never"), layout.abstain}
+    for action in samples:
+        env.reset(seed=0)
+        env.step(action)
 
 
 def test_reset_option_task_index(sim_env):
