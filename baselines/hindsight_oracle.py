@@ -73,8 +73,13 @@ class HindsightOracle(BaselinePolicy):
         return action
 
     def predict(
-        self, observation, state=None, episode_start=None, deterministic=True, action_masks=None
-    ):
+        self,
+        observation: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         if np.asarray(observation).ndim != 1:
             raise ValueError("HindsightOracle runs on one unvectorised env")
         return super().predict(observation, state, episode_start, deterministic, action_masks)

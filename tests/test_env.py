@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -251,6 +252,13 @@ def test_docstring_observation_table_matches_layout(sim_env):
         assert f"| {span:<5} | {name:<20} | {meaning:<57} |" in doc
     assert f"shape ``({sim_env.observation_space.shape[0]},)``" in doc
     assert len(VERDICTS) == 3
+
+
+def test_readme_observation_table_matches_layout(sim_env):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for span, name, _ in sim_env.unwrapped.observation_layout.rows():
+        assert f"| {span} | {name} |" in readme
+    assert f"Box(0, 1, ({sim_env.observation_space.shape[0]},), float32)" in readme
 
 
 @pytest.mark.parametrize(
