@@ -263,7 +263,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         if self._ledger is not None and cost > 0:
             self._ledger.spend(
                 self.AGENT,
-                info["tier"] or "verifier",
+                "verifier" if action == layout.verify else info["tier"],
                 cost,
                 reason=info["action"],
                 task_id=self._task.task_id,
@@ -273,9 +273,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         truncated = not terminated and self._steps >= self.max_steps
         if terminated or truncated:
             outcome = "truncated" if truncated else ("submitted" if submission else "abstained")
-            final = self._episode_summary(outcome, submission)
-            reward += final.pop("_outcome_value")
-            info.update(final)
+            summary, outcome_value = self._episode_summary(outcome, submission)
+            reward += outcome_value
+            info.update(summary)
             self._episode_active = False
         if self.render_mode == "ansi":
             self._timeline.append(self._timeline_line(info, reward))
@@ -412,7 +412,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     def _episode_summary(
         self, outcome: str, submission: tuple[tuple[int, int, int], Attempt] | None
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], float]:
+        """The end-of-episode info contract, and the reward SUBMIT adds (outcome terms)."""
         attempt = submission[1] if submission is not None else None
         submitted = attempt is not None
         hidden_passed = attempt.hidden_passed if attempt is not None else 0
@@ -423,7 +424,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             hidden_total=hidden_total,
             compute=self._compute,
         )
-        return {
+        summary = {
             "outcome": outcome,
             "hidden_pass": bool(attempt is not None and attempt.hidden_pass),
             "public_pass": bool(attempt is not None and attempt.public_pass),
@@ -437,8 +438,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             "tier_attempts": self._tier_attempts.tolist(),
             "tier_public_passes": self._tier_public_passes.tolist(),
             "tier_compute": self._tier_compute.tolist(),
-            "_outcome_value": score.correctness + score.pass_at_k + score.regression,
         }
+        return summary, score.correctness + score.pass_at_k + score.regression
 
     def _allowed(self, scope: str, cost: float) -> bool:
         return self._broker is None or self._broker.request(self.AGENT, scope, cost).allowed

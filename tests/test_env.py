@@ -170,6 +170,8 @@ def test_budget_masks_what_the_broker_denies():
         env.step(layout.attempt("always"))
     obs = env.unwrapped._observation()
     assert obs[env.unwrapped.observation_layout.index("budget_left")] == pytest.approx(0.5)
+    ledger = env.unwrapped._ledger
+    assert [(e.scope, e.amount) for e in ledger.entries] == [("never", -10.0), ("verifier", -50.0)]
 
 
 def test_render_ansi_is_a_timeline():
