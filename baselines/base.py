@@ -38,6 +38,8 @@ class BaselinePolicy(ABC):
     """A hand-written rule that reads the documented observation layout and the action mask."""
 
     name: str
+    batchable: bool = True
+    """False for policies bound to one env's episode (they reject a batch of observations)."""
 
     def __init__(self, env: gym.Env):
         inner = occ_env(env)
@@ -59,6 +61,8 @@ class BaselinePolicy(ABC):
                 f"observation must have shape ({self.observations.size},) or "
                 f"(n_envs, {self.observations.size}), got {obs.shape}"
             )
+        if obs.ndim == 2 and not self.batchable:
+            raise ValueError(f"{self.name} runs on one unvectorised env, not a batch")
         batch = obs.reshape(-1, self.observations.size)
         if action_masks is None:
             masks = np.ones((len(batch), self.actions.size), dtype=bool)

@@ -19,6 +19,7 @@ class HindsightOracle(BaselinePolicy):
     """
 
     name = "HindsightOracle (upper bound)"
+    batchable = False
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
@@ -71,15 +72,3 @@ class HindsightOracle(BaselinePolicy):
                 "it must observe the env it was built with"
             )
         return action
-
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-        action_masks: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        if np.asarray(observation).ndim != 1:
-            raise ValueError("HindsightOracle runs on one unvectorised env")
-        return super().predict(observation, state, episode_start, deterministic, action_masks)

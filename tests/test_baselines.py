@@ -109,6 +109,12 @@ def test_hindsight_oracle_bounds_every_baseline_episode_by_episode(sim_env):
             assert ret <= best + 1e-9, (policy.name, seed)
 
 
+def test_hindsight_oracle_rejects_batches(sim_env):
+    obs, _ = sim_env.reset(seed=0)
+    with pytest.raises(ValueError, match="one unvectorised env"):
+        HindsightOracle(sim_env).predict(np.stack([obs, obs]))
+
+
 def test_hindsight_oracle_respects_a_budget():
     env = make_crafted_env(tiers=[NEVER, {**ALWAYS, "cost": 500.0}], budget=400.0)
     actions, _ret, _ = rollout(env, HindsightOracle(env), 0)
