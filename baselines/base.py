@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from occ_gym.env import OCCCodeEnv
+from occ_gym.env import occ_env
 from occ_gym.layout import ActionLayout, ObservationLayout
 
 
@@ -24,14 +24,6 @@ class Policy(Protocol):
         deterministic: bool = True,
         action_masks: np.ndarray | None = None,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]: ...
-
-
-def occ_env(env: gym.Env) -> OCCCodeEnv:
-    """The ``OCCCodeEnv`` under any wrappers, with a clear error for anything else."""
-    inner = env.unwrapped
-    if not isinstance(inner, OCCCodeEnv):
-        raise TypeError(f"expected an occ-gym environment, got {type(inner).__name__}")
-    return inner
 
 
 class BaselinePolicy(ABC):

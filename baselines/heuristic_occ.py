@@ -6,8 +6,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from occ_gym.baselines.base import BaselinePolicy, occ_env
+from occ_gym.baselines.base import BaselinePolicy
 
+from occ_gym.env import occ_env
 from occ_gym.ledger import CreditLedger
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-from occ_gym.baselines.base import BaselinePolicy, occ_env
+from occ_gym.baselines.base import BaselinePolicy
+
+from occ_gym.env import occ_env
 
 
 class HindsightOracle(BaselinePolicy):
@@ -33,8 +35,9 @@ class HindsightOracle(BaselinePolicy):
         best_plan, best_score = [actions.abstain], 0.0
         max_rounds = self.observations.max_repair_rounds
         for tier in range(actions.num_tiers):
+            fresh_cost = 0.0  # every earlier fresh sample of this tier is paid for, then discarded
             for sample in range(env.max_steps):
-                fresh_cost = sum(env.peek_attempt(tier, s, 0).cost for s in range(sample + 1))
+                fresh_cost += env.peek_attempt(tier, sample, 0).cost
                 cost = fresh_cost
                 for repair_round in range(max_rounds + 1):
                     steps = sample + 1 + 2 * repair_round + 1

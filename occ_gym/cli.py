@@ -19,6 +19,7 @@ from rich.table import Table
 import occ_gym
 from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPolicy, VerifierGuided
 from occ_gym.baselines.base import BaselinePolicy
+from occ_gym.env import occ_env
 from occ_gym.evaluation import EvaluationResult, evaluate
 
 REFERENCE = "FixedTier(expensive)"
@@ -27,7 +28,7 @@ REFERENCE = "FixedTier(expensive)"
 
 def baseline_suite(env: gym.Env, seed: int) -> list[BaselinePolicy]:
     """Every baseline, in table order; the hindsight oracle (an upper bound) last."""
-    tiers = env.unwrapped.action_layout.tier_names
+    tiers = occ_env(env).action_layout.tier_names
     return [
         *(FixedTier(env, name) for name in tiers),
         *(VerifierGuided(env, name, max_tries=3) for name in tiers),

@@ -12,12 +12,13 @@ from gymnasium import spaces
 
 from occ_gym.attempt import Attempt
 from occ_gym.broker import ResourceBroker
+from occ_gym.config import build_dataclass
 from occ_gym.executor import Executor
 from occ_gym.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLayout
 from occ_gym.ledger import CreditLedger
 from occ_gym.oracle import ImpactOracle
 from occ_gym.tasks import make_task_source
-from occ_gym.tiers.simulated import build_dataclass, make_simulated_tiers
+from occ_gym.tiers.simulated import make_simulated_tiers
 
 UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
 
@@ -340,6 +341,10 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         return int(index)
 
     def _checked_action(self, action: Any) -> int:
+        if type(action) in (int, np.int64):  # the common case, without building an array
+            value = int(action)
+            if 0 <= value < self.action_space.n and self._mask[value]:
+                return value
         array = np.asarray(action)
         if array.shape not in ((), (1,)) or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(
@@ -509,6 +514,14 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
                 f"compute {info['compute']:.0f}, score {info['score']['total']:+.3f}"
             )
         return line
+
+
+def occ_env(env: gym.Env) -> OCCCodeEnv:
+    """The ``OCCCodeEnv`` under any wrappers, with a clear error for anything else."""
+    inner = env.unwrapped
+    if not isinstance(inner, OCCCodeEnv):
+        raise TypeError(f"expected an occ-gym environment, got {type(inner).__name__}")
+    return inner
 
 
 def _finite_number(name: str, value: Any, *, minimum: float) -> float:

@@ -8,7 +8,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from occ_gym.baselines.base import Policy, occ_env
+from occ_gym.baselines.base import Policy
+from occ_gym.env import occ_env
 
 
 @dataclass(frozen=True)

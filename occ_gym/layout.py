@@ -14,7 +14,16 @@ from occ_gym.attempt import ErrorKind
 class ActionLayout:
     """``Discrete(K + 4)``: ATTEMPT(0..K-1) with tiers cheapest first, then the four controls."""
 
-    __slots__ = ("abstain", "num_tiers", "repair", "size", "submit", "tier_names", "verify")
+    __slots__ = (
+        "abstain",
+        "names",
+        "num_tiers",
+        "repair",
+        "size",
+        "submit",
+        "tier_names",
+        "verify",
+    )
 
     def __init__(self, tier_names: Sequence[str]):
         self.tier_names = tuple(tier_names)
@@ -24,6 +33,13 @@ class ActionLayout:
         self.submit = self.num_tiers + 2
         self.abstain = self.num_tiers + 3
         self.size = self.num_tiers + 4
+        self.names = (
+            *(f"ATTEMPT({name})" for name in self.tier_names),
+            "VERIFY",
+            "REPAIR",
+            "SUBMIT",
+            "ABSTAIN",
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActionLayout) and other.tier_names == self.tier_names
@@ -61,12 +77,9 @@ class ActionLayout:
 
     def name(self, action: int) -> str:
         """Readable name of an action: ``ATTEMPT(cheap)``, ``VERIFY``, ..."""
-        if 0 <= action < self.num_tiers:
-            return f"ATTEMPT({self.tier_names[action]})"
-        controls = ("VERIFY", "REPAIR", "SUBMIT", "ABSTAIN")
-        if self.num_tiers <= action < self.size:
-            return controls[action - self.num_tiers]
-        raise ValueError(f"action {action!r} is outside Discrete({self.size})")
+        if not 0 <= action < self.size:
+            raise ValueError(f"action {action!r} is outside Discrete({self.size})")
+        return self.names[action]
 
 
 VERDICTS = ("unverified", "passed", "failed")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from occ_gym.attempt import Attempt, ErrorKind
+from occ_gym.config import build_dataclass
 from occ_gym.tasks.base import Task
 
 FAILURE_KINDS = (ErrorKind.SYNTAX, ErrorKind.RUNTIME, ErrorKind.WRONG_ANSWER, ErrorKind.TIMEOUT)
@@ -24,17 +25,6 @@ def _require_probability(owner: str, name: str, value: float) -> None:
 def _require_nonnegative(owner: str, name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0.0):
         raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
-
-
-def build_dataclass(cls: type, values: Mapping[str, Any], what: str) -> Any:
-    """``cls(**values)``, with an error that names ``what`` and the unknown keys."""
-    if not isinstance(values, Mapping):
-        raise TypeError(f"{what} must be a mapping, got {type(values).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{what}: unknown field(s) {unknown}; expected some of {sorted(known)}")
-    return cls(**values)
 
 
 @dataclass(frozen=True)
