@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: a looser request pulls a CUDA build of several GB.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The verifier's seccomp filter needs the libseccomp2 system library (Debian has it in base).
+	$(BIN)/python -c 'import pyseccomp' 2>/dev/null || \
+		{ apt-get update -q && apt-get install -y -q libseccomp2; } || \
+		{ echo "the verifier needs libseccomp2: apt-get install libseccomp2"; exit 1; }
 	touch $(STAMP)
 
 demo: $(STAMP)

