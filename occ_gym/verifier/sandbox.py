@@ -395,6 +395,7 @@ class SandboxPool:
             "max_result_bytes": limits.max_result_bytes,
         }
         self._privileged = privileged
+        self._owner_pid = os.getpid()
         self._queue: queue.Queue[tuple[dict[str, Any], Future[dict[str, Any]]] | None] = (
             queue.Queue()
         )
@@ -427,6 +428,11 @@ class SandboxPool:
         """Queue one request; the future holds the server's answer or a SandboxFailure."""
         if not self._threads:
             raise RuntimeError("the sandbox pool is closed")
+        if os.getpid() != self._owner_pid:
+            raise RuntimeError(
+                "this sandbox pool was created in another process (its servers and threads do "
+                "not survive fork): create the Verifier in the process that uses it"
+            )
         with self._id_lock:
             self._next_id += 1
             message = {**message, "id": self._next_id}
