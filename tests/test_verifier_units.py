@@ -269,3 +269,16 @@ def test_readme_humaneval_counts_are_current():
     weak = sum(p.check is not None for p in load_humaneval())
     assert f"converts {164 - weak} `check` suites" in readme
     assert f"the other {weak} run their" in readme
+
+
+def test_cpu_limit_never_cuts_a_longer_wall_deadline():
+    from occ_gym.verifier import SandboxLimits
+
+    busy = "import time\ndef f(x):\n    end = time.process_time() + 1.5\n"
+    busy += "    while time.process_time() < end:\n        pass\n    return x\n"
+    config = SandboxConfig(workers=1, limits=SandboxLimits(timeout_s=1.0, cpu_s=1))
+    with Verifier(config) as verifier:
+        short = verifier.verify(Candidate(busy, "f", (TestCase((1,), 1),)))
+        long = verifier.verify(Candidate(busy, "f", (TestCase((1,), 1),), timeout_s=4.0))
+    assert short.exit_kind is ExitKind.TIMEOUT
+    assert long.passed, long.feedback()

@@ -21,6 +21,7 @@ import ctypes
 import gc
 import importlib
 import json
+import math
 import os
 import resource
 import select
@@ -83,7 +84,7 @@ def serve(request: dict, config: dict, libc: ctypes.CDLL, program: SockFprog) ->
             os.close(read_end)
             gc.disable()
             try:
-                enter_jail(write_end, config, libc, program)
+                enter_jail(write_end, request["timeout"], config, libc, program)
             except BaseException as error:  # a server bug, reported rather than hidden
                 report = protocol.dumps({"jail": f"{type(error).__name__}: {error}"})
                 for fd in (RESULT_FD, write_end):
@@ -148,7 +149,9 @@ def collect(pid: int, read_end: int, deadline: float, config: dict) -> tuple[byt
     return b"".join(chunks), False, False
 
 
-def enter_jail(result_fd: int, config: dict, libc: ctypes.CDLL, program: SockFprog) -> None:
+def enter_jail(
+    result_fd: int, timeout_s: float, config: dict, libc: ctypes.CDLL, program: SockFprog
+) -> None:
     """Lock this freshly forked child down, in the order the threat model needs."""
     os.setsid()
     stdin = os.open("/dev/null", os.O_RDONLY)
@@ -159,7 +162,7 @@ def enter_jail(result_fd: int, config: dict, libc: ctypes.CDLL, program: SockFpr
     os.dup2(result_fd, RESULT_FD)
     os.closerange(RESULT_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     limits = config["limits"]
-    cpu = int(limits["cpu_s"])
+    cpu = max(int(limits["cpu_s"]), math.ceil(timeout_s) + 1)  # never cut a longer deadline
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)

@@ -117,6 +117,7 @@ class SandboxLimits:
 
     timeout_s: float = 2.0
     cpu_s: int = 4
+    """CPU seconds (RLIMIT_CPU); a candidate with a longer wall timeout gets that much more."""
     memory_bytes: int = 1 << 30
     file_bytes: int = 1 << 20
     open_files: int = 64
@@ -394,7 +395,6 @@ class SandboxPool:
             },
             "max_result_bytes": limits.max_result_bytes,
         }
-        self._privileged = privileged
         self._owner_pid = os.getpid()
         self._queue: queue.Queue[tuple[dict[str, Any], Future[dict[str, Any]]] | None] = (
             queue.Queue()

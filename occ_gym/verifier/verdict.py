@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
@@ -195,6 +196,17 @@ class Verdict:
         if self.message:
             lines.append(self.message)
         return "\n".join(lines)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxfrozenset = _SHORT.maxdict = 24
+_SHORT.maxstring = _SHORT.maxother = FEEDBACK_CLIP
+_SHORT.maxlevel = 4
+
+
+def short_repr(value: Any, limit: int = FEEDBACK_CLIP) -> str:
+    """``repr(value)`` for feedback, built without rendering a huge value in full."""
+    return clip(_SHORT.repr(value), limit)
 
 
 def clip(text: str, limit: int = FEEDBACK_CLIP) -> str:

@@ -10,7 +10,14 @@ from typing import Any
 from occ_gym.verifier import protocol
 from occ_gym.verifier.sandbox import SandboxConfig, SandboxFailure, SandboxPool
 from occ_gym.verifier.screen import DEFAULT_POLICY, ScreenPolicy, ScreenRejection
-from occ_gym.verifier.verdict import Candidate, ExitKind, TestOutcome, Verdict, clip
+from occ_gym.verifier.verdict import (
+    Candidate,
+    ExitKind,
+    TestOutcome,
+    Verdict,
+    clip,
+    short_repr,
+)
 
 
 class Verifier:
@@ -187,15 +194,7 @@ def _judge_records(
         exit_kind, message = failure.exit_kind, end_message if failure.exit_kind is end_kind else ""
     else:
         exit_kind, message = end_kind, end_message
-    return Verdict(
-        passed=passed,
-        exit_kind=exit_kind,
-        tests=tuple(outcomes),
-        message=message,
-        error_type=first_error_type,
-        weak=candidate.check is not None,
-        **timing,
-    )
+    return _verdict(candidate, passed, exit_kind, outcomes, message, first_error_type, **timing)
 
 
 def _rejected(candidate: Candidate, rejection: ScreenRejection) -> Verdict:
@@ -221,7 +220,7 @@ def _judge_call(
         output = protocol.decode_value(record["out"])
         passed = test.accepts(output)
         kind = ExitKind.OK if passed else ExitKind.WRONG_ANSWER
-        return _outcome(candidate, index, passed, kind, f"returned {clip(repr(output))}")
+        return _outcome(candidate, index, passed, kind, f"returned {short_repr(output)}")
     if "type" in record:
         error_type = str(record["type"])
         phrase = f"raised {error_type}: {clip(str(record.get('message')))}"
@@ -251,13 +250,13 @@ def _outcome(
     candidate: Candidate, index: int, passed: bool, kind: ExitKind, got: str
 ) -> TestOutcome:
     test = candidate.tests[index]
-    arguments = ", ".join(repr(argument) for argument in test.args)
+    arguments = ", ".join(short_repr(argument) for argument in test.args)
     return TestOutcome(
         index=index,
         passed=passed,
         exit_kind=kind,
         call=clip(f"{candidate.entry_point}({arguments})"),
-        expected=clip(repr(test.expected)),
+        expected=short_repr(test.expected),
         got=got,
     )
 
@@ -298,13 +297,19 @@ def _unrun(
     ]
     if candidate.check is not None:
         outcomes.append(_check_outcome(candidate, False, kind, phrase))
-    return Verdict(
-        passed=False,
-        exit_kind=kind,
-        tests=tuple(outcomes),
-        message=message,
-        error_type=error_type,
-        weak=candidate.check is not None,
-        wall_s=wall_s,
-        cpu_s=cpu_s,
-    )
+    return _verdict(candidate, False, kind, outcomes, message, error_type, wall_s, cpu_s)
+
+
+def _verdict(
+    candidate: Candidate,
+    passed: bool,
+    exit_kind: ExitKind,
+    outcomes: list[TestOutcome],
+    message: str,
+    error_type: str | None,
+    wall_s: float,
+    cpu_s: float,
+) -> Verdict:
+    """The one place a Verdict is assembled: weak whenever an assert suite was involved."""
+    weak = candidate.check is not None
+    return Verdict(passed, exit_kind, tuple(outcomes), message, error_type, weak, wall_s, cpu_s)
