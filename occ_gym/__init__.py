@@ -20,11 +20,22 @@ from occ_gym.oracle import ImpactOracle, ScoreBreakdown
 
 __version__ = "0.1.0"
 
-ENV_IDS = ("OCC-CodeSim-v0",)
+ENV_IDS = ("OCC-Code-v0", "OCC-CodeSim-v0")
 """Every environment id this package registers."""
 
 
 def _register_environments() -> None:
+    if "OCC-Code-v0" not in registry:
+        register(
+            id="OCC-Code-v0",
+            entry_point="occ_gym.env:OCCCodeEnv",
+            kwargs={
+                "tiers": "nano",
+                "tasks": "synthetic",
+                "verifier_cost": 20.0,
+                "oracle": {"compute_penalty": 0.0005},
+            },
+        )
     if "OCC-CodeSim-v0" not in registry:
         register(
             id="OCC-CodeSim-v0",

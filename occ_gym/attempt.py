@@ -44,6 +44,10 @@ class Attempt:
     """Compute spent writing the candidate, in cost units."""
     tokens_in: int
     tokens_out: int
+    code: str | None = None
+    """The candidate's code, where a real model wrote one (None for simulated tiers)."""
+    feedback: str | None = None
+    """The verifier's feedback on the public tests (what a REPAIR of this attempt reads)."""
 
     @property
     def public_pass(self) -> bool:

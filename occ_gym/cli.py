@@ -133,6 +133,28 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     return report
 
 
+def record_traces(args: argparse.Namespace, console: Console) -> Path:
+    from rich.progress import Progress
+
+    from occ_gym.record import RecordPlan, record
+    from occ_gym.tiers.nano_tier import traces_path
+
+    plan = RecordPlan(
+        split=args.split,
+        tasks=args.tasks,
+        samples=args.samples,
+        repair_rounds=args.repair_rounds,
+        chunk_size=args.chunk_size,
+    )
+    out = Path(args.out) if args.out else traces_path(args.split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with Progress(console=console, transient=True) as bar:
+        job = bar.add_task(f"recording {plan.tasks} {plan.split} tasks", total=plan.chunks)
+        record(plan, out, progress=lambda done, total: bar.update(job, completed=done))
+    console.print(f"wrote {out}")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="occ-gym", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--episodes", type=_positive_int, default=1000)
     bench_parser.add_argument("--seed", type=int, default=0)
     bench_parser.add_argument("--out", help="folder for bench.json and leaderboard.md")
+    record_parser = commands.add_parser(
+        "record", help="run the nano tiers over a split and write a Parquet trace table"
+    )
+    record_parser.add_argument("--split", default="test", choices=["train", "test"])
+    record_parser.add_argument("--tasks", type=_positive_int, default=500)
+    record_parser.add_argument("--samples", type=_positive_int, default=4)
+    record_parser.add_argument("--repair-rounds", type=int, default=3)
+    record_parser.add_argument("--chunk-size", type=_positive_int, default=50)
+    record_parser.add_argument("--out", help="the Parquet file (default: the shipped table)")
     return parser
 
 
@@ -159,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench":
             bench(args, console)
+        elif args.command == "record":
+            record_traces(args, console)
     except (ValueError, TypeError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
         return 2

@@ -17,8 +17,8 @@ from occ_gym.executor import Executor
 from occ_gym.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLayout
 from occ_gym.ledger import CreditLedger
 from occ_gym.oracle import ImpactOracle
-from occ_gym.tasks import make_task_source
-from occ_gym.tiers.simulated import make_simulated_tiers
+from occ_gym.tasks import SyntheticTaskSource, make_task_source
+from occ_gym.tiers import make_tiers
 
 UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
 
@@ -111,9 +111,13 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     | Argument      | Default       | Meaning                                                    |
     |---------------|---------------|------------------------------------------------------------|
-    | tiers         | "simulated"   | "simulated" or a list of ``SimulatedTierSpec`` mappings    |
-    | tasks         | "simulated"   | the task source                                            |
+    | tiers         | "simulated"   | "simulated", a list of ``SimulatedTierSpec`` mappings, or  |
+    |               |               | "nano" (the trained code models; needs tasks="synthetic")  |
+    | tasks         | "simulated"   | the task source: "simulated", "synthetic" or "humaneval"   |
     | split         | "train"       | "train" or "test" (held out)                               |
+    | mode          | "replay"      | nano tiers: "replay" (the shipped traces) or "live" (run   |
+    |               |               | the models and the sandboxed verifier on a cache miss)     |
+    | traces        | None          | nano tiers: a trace table to replay instead of the shipped |
     | simulation    | None          | overrides of ``SimulationConfig`` (repairs, test outcomes) |
     | oracle        | None          | overrides of ``ImpactOracle`` weights                      |
     | verifier_cost | 50.0          | cost units of one VERIFY                                   |
@@ -140,6 +144,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         tiers: str | Sequence[Mapping[str, Any]] = "simulated",
         tasks: str = "simulated",
         split: str = "train",
+        mode: str = "replay",
+        traces: str | None = None,
         simulation: Mapping[str, Any] | None = None,
         oracle: Mapping[str, Any] | None = None,
         verifier_cost: float = 50.0,
@@ -167,8 +173,13 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
         self.render_mode = render_mode
         self.max_steps = int(max_steps)
-        self.tiers = make_simulated_tiers(tiers, simulation)
-        self.task_source = make_task_source(tasks, split)
+        self.tiers = make_tiers(tiers, tasks, split, mode, traces, simulation)
+        recorded_tasks = getattr(self.tiers[0], "task_count", None)
+        self.task_source = (
+            make_task_source(tasks, split)
+            if recorded_tasks is None
+            else SyntheticTaskSource(split, recorded_tasks)
+        )
         self.oracle: ImpactOracle = build_dataclass(ImpactOracle, oracle or {}, "oracle")
         self.tier_names = tuple(tier.name for tier in self.tiers)
         self.action_layout = ActionLayout(self.tier_names)
@@ -197,6 +208,14 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self._broker: ResourceBroker | None = None
 
     # ------------------------------------------------------------------ Gymnasium API
+
+    def close(self) -> None:
+        """Stop what live tiers started (the verifier's sandbox servers)."""
+        for tier in self.tiers:
+            closer = getattr(tier, "close", None)
+            if closer is not None:
+                closer()
+        super().close()
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

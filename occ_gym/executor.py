@@ -20,6 +20,10 @@ class Executor:
     ``(tier, sample, round)`` is fixed for the episode whether or not, and in whatever order,
     it is asked for. That makes the same seed give the same episode, and lets an upper-bound
     baseline look ahead (``peek``) without changing anything.
+
+    A tier with a ``samples_per_task`` attribute (recorded tiers) has a fixed set of samples per
+    task; the episode's n-th fresh attempt with it is sample ``(offset + n) % samples_per_task``,
+    the offset drawn per episode, so repeats come only after every sample has been used.
     """
 
     def __init__(self, tiers: Sequence[Tier], max_steps: int):
@@ -51,10 +55,21 @@ class Executor:
                 )
             parent = self.attempt(tier, sample, repair_round - 1) if repair_round else None
             attempt = self.tiers[tier].attempt(
-                self._require_task(), sample, repair_round, self._draws[key], parent
+                self._require_task(),
+                self._tier_sample(tier, sample),
+                repair_round,
+                self._draws[key],
+                parent,
             )
             self._cache[key] = attempt
         return attempt
+
+    def _tier_sample(self, tier: int, sample: int) -> int:
+        samples = getattr(self.tiers[tier], "samples_per_task", None)
+        if samples is None:
+            return sample
+        offset = int(self._draws[tier, 0, 0, -1] * samples)
+        return (offset + sample) % samples
 
     def _require_task(self) -> Task:
         if self._task is None:

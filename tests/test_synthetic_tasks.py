@@ -14,6 +14,7 @@ from occ_gym.tasks.synthetic import (
     OPERATIONS,
     SyntheticTaskSource,
     make_problem,
+    problem_for,
     prompt_features,
 )
 
@@ -33,11 +34,23 @@ def test_problems_are_deterministic_across_processes():
 
 
 def test_splits_share_no_program_and_no_description():
-    train = [make_problem("train", i) for i in range(4000)]
-    test = [make_problem("test", i) for i in range(1000)]
-    assert not {p.reference for p in train} & {p.reference for p in test}
-    assert not {p.description for p in train} & {p.description for p in test}
-    assert not {p.prompt for p in train} & {p.prompt for p in test}
+    """The allocator's train and test splits and the code models' ``models`` split."""
+    splits = {
+        "train": [make_problem("train", i) for i in range(2000)],
+        "test": [make_problem("test", i) for i in range(1000)],
+        "models": [make_problem("models", i) for i in range(4000)],
+    }
+    for first, second in (("train", "test"), ("train", "models"), ("test", "models")):
+        for field in ("reference", "description", "prompt"):
+            seen = {getattr(p, field) for p in splits[first]}
+            assert not seen & {getattr(p, field) for p in splits[second]}, (first, second, field)
+
+
+def test_task_ids_name_their_problem():
+    assert problem_for("synthetic/test/7") == make_problem("test", 7)
+    for bad in ("synthetic/dev/1", "humaneval/1", "synthetic/test/x"):
+        with pytest.raises(ValueError, match="synthetic task id"):
+            problem_for(bad)
 
 
 def test_every_operation_count_and_operation_occurs():

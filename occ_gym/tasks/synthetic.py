@@ -6,10 +6,14 @@ line of reference code, and a Python function that computes the expected outputs
 The prompt is a comment block (the description and two public examples) and the signature; a
 model writes the body. Hidden tests add edge cases: empty input, negatives, duplicates.
 
-Splits are disjoint by construction: a program belongs to the test split when a hash of its
-reference code says so, so no test program (and hence no test description, which names the
-program's operations and constants) ever appears in training data, however many training
-tasks a trainer draws.
+Splits are disjoint by construction: a hash of a program's reference code puts it in one of
+three splits, so no program (and hence no description, which names the program's operations
+and constants) appears in two of them, however many tasks a trainer draws:
+
+- ``test`` (1 program in 8): held-out tasks, for scoring allocators and code models;
+- ``train`` (1 in 8): tasks for training allocation policies;
+- ``models`` (the other 6 in 8): the only programs the nano code models are trained on, so that
+  a tier solves policy-training tasks exactly as well as held-out ones.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from occ_gym.verifier.verdict import Candidate, TestCase
 
 SYNTHETIC_SEED = 20_261_121
 ENTRY_POINT = "f"
-TEST_SHARE = 8
-"""One program in ``TEST_SHARE`` belongs to the test split."""
+SPLIT_BUCKETS = 8
+SPLITS = ("train", "test", "models")
+"""Program hash mod ``SPLIT_BUCKETS``: 0 is ``test``, 1 is ``train``, the rest ``models``."""
 PUBLIC_TESTS = 2
 HIDDEN_TESTS = 10
 MAX_OPERATIONS = 4
@@ -387,9 +392,10 @@ def program_code(domain: str, steps: tuple[Step, ...]) -> str:
 
 
 def split_of(domain: str, steps: tuple[Step, ...]) -> str:
-    """``test`` for one program in ``TEST_SHARE`` (by a hash of its code), else ``train``."""
+    """The split a program belongs to, by a hash of its reference code (see ``SPLITS``)."""
     digest = hashlib.blake2b(program_code(domain, steps).encode(), digest_size=8).digest()
-    return "test" if int.from_bytes(digest, "little") % TEST_SHARE == 0 else "train"
+    bucket = int.from_bytes(digest, "little") % SPLIT_BUCKETS
+    return "test" if bucket == 0 else "train" if bucket == 1 else "models"
 
 
 def run_program(steps: tuple[Step, ...], value: Any) -> Any:
@@ -471,11 +477,11 @@ def make_problem(split: str, index: int) -> SyntheticProblem:
     Programs whose outputs barely vary over the tests (fewer than 3 distinct) are redrawn, so
     no task is solved by a constant.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
     if index < 0:
         raise IndexError(f"problem index must be >= 0, got {index}")
-    rng = np.random.default_rng([SYNTHETIC_SEED, ("train", "test").index(split), index])
+    rng = np.random.default_rng([SYNTHETIC_SEED, SPLITS.index(split), index])
     while True:
         domain, steps = _draw_steps(rng)
         if split_of(domain, steps) != split:
@@ -558,3 +564,11 @@ def prompt_features(prompt: str) -> np.ndarray:
         "(s: str)" in prompt,
     )
     return np.clip(np.array(raw, dtype=np.float32), 0.0, 1.0)
+
+
+def problem_for(task_id: str) -> SyntheticProblem:
+    """The problem behind a ``synthetic/<split>/<index>`` task id."""
+    prefix, split, index = ([*task_id.split("/"), "", "", ""])[:3]
+    if prefix != "synthetic" or split not in SPLITS or not index.isdigit():
+        raise ValueError(f"not a synthetic task id: {task_id!r}")
+    return _cached_problem(split, int(index))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from occ_gym.tiers.base import DRAWS_PER_ATTEMPT, Tier
 from occ_gym.tiers.simulated import (
     DEFAULT_SIMULATED_TIERS,
@@ -11,6 +14,29 @@ from occ_gym.tiers.simulated import (
     make_simulated_tiers,
 )
 
+
+def make_tiers(
+    tiers: str | Sequence[Mapping[str, Any]],
+    tasks: str,
+    split: str,
+    mode: str = "replay",
+    traces: str | None = None,
+    simulation: Mapping[str, Any] | None = None,
+) -> list[Tier]:
+    """The env's tiers from its kwargs: simulated ones, or the trained nano models."""
+    if isinstance(tiers, str) and tiers == "nano":
+        if tasks != "synthetic":
+            raise ValueError(f"nano tiers write code for tasks='synthetic', not {tasks!r}")
+        if simulation is not None:
+            raise ValueError("simulation overrides apply to simulated tiers, not to tiers='nano'")
+        from occ_gym.tiers.nano_tier import make_nano_tiers  # imports torch: only when asked
+
+        return list(make_nano_tiers(split, mode, traces))
+    if mode != "replay" or traces is not None:
+        raise ValueError("mode and traces apply to tiers='nano' only")
+    return list(make_simulated_tiers(tiers, simulation))
+
+
 __all__ = [
     "DEFAULT_SIMULATED_TIERS",
     "DRAWS_PER_ATTEMPT",
@@ -19,4 +45,5 @@ __all__ = [
     "SimulationConfig",
     "Tier",
     "make_simulated_tiers",
+    "make_tiers",
 ]

@@ -1,0 +1,73 @@
+"""Render the shipped nano models' cards as one Markdown table (no numbers typed by hand).
+
+python benchmarks/model_cards.py   # writes benchmarks/results/model_cards.md
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from occ_gym.tasks.synthetic import make_problem
+from occ_gym.tiers.nano import MODELS_DIR, TIER_NAMES, read_card
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def table() -> str:
+    lines = [
+        "| tier | parameters | layers x width | training steps | training tokens | wall minutes "
+        "| seed | MFLOPs / attempt | greedy hidden pass | by operations (1 / 2 / 3 / 4) "
+        "| one repair fixes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in TIER_NAMES:
+        config, _, card = read_card(MODELS_DIR / name)
+        held_out, recipe = card["held_out"], card["recipe"]
+        by_operations = " / ".join(
+            f"{held_out['hidden_pass_by_operations'][k]:.2f}" for k in ("1", "2", "3", "4")
+        )
+        lines.append(
+            f"| {name} | {card['parameters']:,} | {config.n_layers} x {config.d_model} "
+            f"| {recipe['steps']:,} | {card['training_tokens'] / 1e6:.1f}M "
+            f"| {card['training_seconds'] / 60:.1f} | {recipe['seed']} "
+            f"| {held_out['flops_per_fresh_attempt'] / 1e6:.1f} | {held_out['hidden_pass']:.3f} "
+            f"| {by_operations} | {held_out['repair_fixes_public_failure']:.3f} |"
+        )
+    problems = read_card(MODELS_DIR / TIER_NAMES[0])[2]["held_out"]["problems"]
+    return (
+        f"Held-out: the first {problems} `test`-split problems, greedy decoding, hidden tests "
+        'run by the verifier; "one repair fixes": share of public failures that one greedy '
+        "REPAIR with the verifier's feedback turns into a hidden pass. Command: `make models`.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def tokenizer_lengths(problems: int = 1000) -> str:
+    """How much shorter the task-language tokens make prompts and bodies than characters."""
+    _, tokenizer, _ = read_card(MODELS_DIR / TIER_NAMES[0])
+    sample = [make_problem("test", i) for i in range(problems)]
+    parts = []
+    for field in ("prompt", "reference"):
+        chars = np.mean([len(getattr(p, field)) for p in sample])
+        tokens = np.mean([len(tokenizer.encode(getattr(p, field))) for p in sample])
+        ratio = chars / tokens
+        parts.append(f"{field} {tokens:.1f} tokens vs {chars:.1f} characters ({ratio:.1f}x)")
+    return (
+        f"Vocabulary: {len(tokenizer)} tokens. Mean over {problems} test problems: "
+        + "; ".join(parts)
+        + ".\n"
+    )
+
+
+def main() -> None:
+    RESULTS.mkdir(exist_ok=True)
+    text = table() + "\n" + tokenizer_lengths()
+    (RESULTS / "model_cards.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""``occ-gym record``: run the nano tiers over a task split and write a Parquet trace table.
+
+Work is cut into chunks of tasks. Each finished chunk is written as its own part file
+(atomically: a temporary file renamed into place), and at the end the parts are merged into the
+table, again atomically. A recording killed at any point restarts at the first chunk without a
+part; every attempt's sampling seed is a hash of its key and chunks never change, so the
+restarted run writes exactly the rows an uninterrupted one would (``wall_ms`` aside).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from occ_gym.tasks.synthetic import SyntheticProblem, make_problem
+from occ_gym.tiers.nano import MODELS_DIR, TEMPERATURE, TIER_NAMES, NanoModel
+from occ_gym.tiers.nano_tier import (
+    RECORDED_REPAIR_ROUNDS,
+    SAMPLES_PER_TASK,
+    AttemptRequest,
+    run_attempts,
+)
+from occ_gym.traces import TraceError, TraceRow, read_table, rows_to_table, write_table
+from occ_gym.verifier import Verifier
+
+
+@dataclass(frozen=True)
+class RecordPlan:
+    """What to record: which tasks, tiers, samples and repair depth."""
+
+    split: str
+    tasks: int
+    tiers: tuple[str, ...] = TIER_NAMES
+    samples: int = SAMPLES_PER_TASK
+    repair_rounds: int = RECORDED_REPAIR_ROUNDS
+    chunk_size: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("tasks", "samples", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.repair_rounds < 0:
+            raise ValueError(f"repair_rounds must be >= 0, got {self.repair_rounds}")
+        unknown = set(self.tiers) - set(TIER_NAMES)
+        if unknown:
+            raise ValueError(f"unknown tiers {sorted(unknown)}; expected some of {TIER_NAMES}")
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.tasks // self.chunk_size)
+
+
+def record_chunk(
+    problems: Sequence[SyntheticProblem],
+    models: Sequence[NanoModel],
+    plan: RecordPlan,
+    verifier: Verifier,
+) -> list[TraceRow]:
+    """Every tier's samples on ``problems``, then repair rounds of those that failed public."""
+    rows: list[TraceRow] = []
+    for model in models:
+        chains = {(p.task_id, s): (p, ()) for p in problems for s in range(plan.samples)}
+        for _ in range(plan.repair_rounds + 1):
+            requests = [
+                AttemptRequest(problem, sample, history)
+                for (_, sample), (problem, history) in chains.items()
+            ]
+            written = run_attempts(model, requests, verifier)
+            rows.extend(written)
+            chains = {
+                (row.task_id, row.sample): (request.problem, (*request.history, row))
+                for request, row in zip(requests, written, strict=True)
+                if row.public_passed < row.public_total
+            }
+            if not chains:
+                break
+    return rows
+
+
+def record(
+    plan: RecordPlan,
+    out: Path,
+    models: Sequence[NanoModel] | None = None,
+    verifier: Verifier | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Record ``plan`` into ``out`` (a Parquet file), resuming from parts a killed run left."""
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    plan_file = parts / "plan.json"
+    if plan_file.exists() and json.loads(plan_file.read_text()) != _plan_json(plan):
+        raise ValueError(f"{parts} holds parts of a different plan; remove it or match its plan")
+    plan_file.write_text(json.dumps(_plan_json(plan)))
+    models = list(models) if models is not None else [NanoModel.load(name) for name in plan.tiers]
+    owned = verifier is None
+    verifier = verifier or Verifier()
+    try:
+        for chunk in range(plan.chunks):
+            part = parts / f"part-{chunk:05d}.parquet"
+            if not part.exists():
+                first = chunk * plan.chunk_size
+                problems = [
+                    make_problem(plan.split, i)
+                    for i in range(first, min(first + plan.chunk_size, plan.tasks))
+                ]
+                write_table(rows_to_table(record_chunk(problems, models, plan, verifier)), part)
+            if progress is not None:
+                progress(chunk + 1, plan.chunks)
+    finally:
+        if owned:
+            verifier.close()
+    tables = [read_table(parts / f"part-{c:05d}.parquet") for c in range(plan.chunks)]
+    metadata = {
+        "occ_gym.plan": json.dumps(_plan_json(plan)),
+        "occ_gym.temperature": str(TEMPERATURE),
+        "occ_gym.models_sha256": json.dumps({m.name: _weights_sha256(m.name) for m in models}),
+    }
+    merged = pa.concat_tables(tables).replace_schema_metadata(
+        {**(tables[0].schema.metadata or {}), **metadata}
+    )
+    write_table(merged, out)
+    shutil.rmtree(parts)
+    return out
+
+
+def _weights_sha256(name: str) -> str:
+    return hashlib.sha256((MODELS_DIR / f"{name}.safetensors").read_bytes()).hexdigest()
+
+
+def _plan_json(plan: RecordPlan) -> dict:
+    return {**asdict(plan), "tiers": list(plan.tiers)}
+
+
+__all__ = ["RecordPlan", "TraceError", "record", "record_chunk"]

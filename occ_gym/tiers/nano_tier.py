@@ -1,0 +1,234 @@
+"""Nano tiers in the env: replayed from a trace table, or written live on a cache miss.
+
+The same function (``run_attempts``) writes and verifies attempts for ``occ-gym record`` and for
+live mode, and an attempt's sampling seed is a hash of its key, so a live attempt equals the
+recorded row with the same key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from occ_gym.attempt import Attempt
+from occ_gym.tasks.base import Task
+from occ_gym.tasks.synthetic import SyntheticProblem, problem_for
+from occ_gym.tiers.nano import (
+    BODY_ESTIMATE_TOKENS,
+    MODELS_DIR,
+    REPAIR_ESTIMATE_TOKENS,
+    TIER_NAMES,
+    NanoModel,
+    attempt_flops,
+    attempt_seed,
+    read_card,
+    repair_context,
+)
+from occ_gym.traces import FLOPS_PER_COST_UNIT, TraceError, TraceRow, TraceTable
+from occ_gym.verifier import Verifier
+
+TRACES_DIR = Path(__file__).resolve().parent.parent / "assets" / "traces"
+SAMPLES_PER_TASK = 4
+"""Fresh samples recorded per task and tier; the env rotates through them."""
+RECORDED_REPAIR_ROUNDS = 3
+WRITE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class AttemptRequest:
+    """One attempt to write: the problem, which sample, and the failed attempts before it."""
+
+    problem: SyntheticProblem
+    sample: int
+    history: tuple[TraceRow, ...] = ()
+
+    @property
+    def repair_round(self) -> int:
+        return len(self.history)
+
+
+def run_attempts(
+    model: NanoModel, requests: Sequence[AttemptRequest], verifier: Verifier
+) -> list[TraceRow]:
+    """Write every request's body in batches, verify it on public and hidden tests, make rows."""
+    tokenizer = model.tokenizer
+    contexts = [
+        repair_context(
+            tokenizer,
+            r.problem.prompt,
+            [(row.code, row.feedback) for row in r.history],
+            model.context_limit,
+        )
+        for r in requests
+    ]
+    rounds = [r.repair_round for r in requests]
+    seeds = [
+        attempt_seed(r.problem.task_id, model.name, r.sample, r.repair_round) for r in requests
+    ]
+    bodies: list[tuple[str, int]] = []
+    walls: list[float] = []
+    public, hidden = [], []
+    # Batch by batch, so the sandbox verifies one batch while the model writes the next.
+    for start in range(0, len(requests), WRITE_BATCH):
+        batch = slice(start, start + WRITE_BATCH)
+        started = time.perf_counter()
+        written = model.write(contexts[batch], rounds[batch], seeds[batch])
+        walls += [1000 * (time.perf_counter() - started) / len(written)] * len(written)
+        for request, (body, _) in zip(requests[batch], written, strict=True):
+            public.append(verifier.submit(request.problem.candidate(body)))
+            hidden.append(verifier.submit(request.problem.candidate(body, hidden=True)))
+        bodies += written
+    rows = []
+    for request, context, (body, new_tokens), wall_ms, public_future, hidden_future in zip(
+        requests, contexts, bodies, walls, public, hidden, strict=True
+    ):
+        verdict, hidden_verdict = public_future.result(), hidden_future.result()
+        rows.append(
+            TraceRow(
+                task_id=request.problem.task_id,
+                tier=model.name,
+                kind="repair" if request.repair_round else "fresh",
+                sample=request.sample,
+                repair_round=request.repair_round,
+                context_tokens=len(context),
+                new_tokens=new_tokens,
+                flops=model.flops(len(context), new_tokens),
+                wall_ms=wall_ms,
+                code=body,
+                public_passed=verdict.tests_passed,
+                public_total=verdict.tests_total,
+                hidden_passed=hidden_verdict.tests_passed,
+                hidden_total=hidden_verdict.tests_total,
+                exit_kind=verdict.exit_kind.value,
+                hidden_exit_kind=hidden_verdict.exit_kind.value,
+                failure_root="" if verdict.passed else verdict.failure_root.value,
+                error_kind=verdict.error_kind.name.lower(),
+                feedback=verdict.feedback(),
+            )
+        )
+    return rows
+
+
+class LiveBackend:
+    """What live mode shares across tiers: the loaded models and one verifier, made on demand."""
+
+    def __init__(self, models_dir: Path = MODELS_DIR):
+        self.models_dir = models_dir
+        self._models: dict[str, NanoModel] = {}
+        self._verifier: Verifier | None = None
+
+    def model(self, name: str) -> NanoModel:
+        if name not in self._models:
+            self._models[name] = NanoModel.load(name, self.models_dir)
+        return self._models[name]
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            self._verifier = Verifier()
+        return self._verifier
+
+    def close(self) -> None:
+        if self._verifier is not None:
+            self._verifier.close()
+            self._verifier = None
+
+
+class NanoTier:
+    """A trained nano model as a ``Tier``: recorded attempts first, live writing on a miss.
+
+    In replay mode (``live is None``) a key the trace table lacks raises ``KeyError`` naming
+    the table; in live mode it is written and verified, then kept for the rest of the run.
+    """
+
+    samples_per_task = SAMPLES_PER_TASK
+
+    def __init__(
+        self,
+        name: str,
+        traces: TraceTable,
+        task_count: int,
+        live: LiveBackend | None = None,
+        models_dir: Path = MODELS_DIR,
+    ):
+        self.name = name
+        self.task_count = task_count
+        self.traces = traces
+        self.live = live
+        self.config, self.tokenizer, self.card = read_card(models_dir / name)
+        self.nominal_cost = self.card["held_out"]["flops_per_fresh_attempt"] / FLOPS_PER_COST_UNIT
+        self._prompt_tokens: dict[str, int] = {}
+        self._written: dict[tuple[str, str, int, int], TraceRow] = {}
+
+    def attempt_cost(self, task: Task, repair_round: int) -> float:
+        """The cost known before the attempt: the prompt's exact token count, a typical body,
+        and typical earlier candidates with feedback for a repair. The env charges the
+        attempt's real FLOPs."""
+        prompt = self._prompt_tokens.get(task.task_id)
+        if prompt is None:
+            context = repair_context(self.tokenizer, problem_for(task.task_id).prompt, [])
+            prompt = self._prompt_tokens[task.task_id] = len(context)
+        context = prompt + repair_round * REPAIR_ESTIMATE_TOKENS
+        return attempt_flops(self.config, context, BODY_ESTIMATE_TOKENS) / FLOPS_PER_COST_UNIT
+
+    def row(self, task_id: str, sample: int, repair_round: int) -> TraceRow:
+        key = (task_id, self.name, sample, repair_round)
+        found = self.traces.row(key) or self._written.get(key)
+        if found is not None:
+            return found
+        if self.live is None:
+            raise KeyError(
+                f"attempt {key} is not in the trace table {self.traces.source}; "
+                "record it (occ-gym record) or use mode='live'"
+            )
+        history = tuple(self.row(task_id, sample, r) for r in range(repair_round))
+        request = AttemptRequest(problem_for(task_id), sample, history)
+        (written,) = run_attempts(self.live.model(self.name), [request], self.live.verifier)
+        self._written[key] = written
+        return written
+
+    def attempt(
+        self,
+        task: Task,
+        sample: int,
+        repair_round: int,
+        draws: np.ndarray,
+        parent: Attempt | None,
+    ) -> Attempt:
+        return self.row(task.task_id, sample, repair_round).attempt()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
+
+
+def traces_path(split: str) -> Path:
+    return TRACES_DIR / f"{split}.parquet"
+
+
+def make_nano_tiers(
+    split: str, mode: str = "replay", traces: str | Path | None = None
+) -> list[NanoTier]:
+    """The three nano tiers, cheapest first, over the trace table of ``split``."""
+    if mode not in ("replay", "live"):
+        raise ValueError(f"mode must be 'replay' or 'live', got {mode!r}")
+    table = TraceTable.read(Path(traces) if traces is not None else traces_path(split))
+    task_count = recorded_task_count(table, split)
+    live = LiveBackend() if mode == "live" else None
+    return [NanoTier(name, table, task_count, live) for name in TIER_NAMES]
+
+
+def recorded_task_count(table: TraceTable, split: str) -> int:
+    """n when the table covers tasks ``synthetic/<split>/0 .. n-1``, else ``TraceError``."""
+    task_ids = table.task_ids()
+    expected = [f"synthetic/{split}/{i}" for i in range(len(task_ids))]
+    if not task_ids or sorted(task_ids) != sorted(expected):
+        raise TraceError(
+            f"{table.source}: expected tasks synthetic/{split}/0..{len(task_ids) - 1}, "
+            f"found {task_ids[:3]}... ({len(task_ids)} tasks)"
+        )
+    return len(task_ids)

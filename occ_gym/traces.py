@@ -1,0 +1,187 @@
+"""Trace tables: recorded attempts of code-model tiers, one Parquet row per attempt.
+
+A row is keyed by ``(task_id, tier, sample, repair_round)``: sample ``s`` of a tier on a task is
+a fresh attempt (round 0), and round ``r`` repairs round ``r - 1`` of the same sample with the
+verifier's feedback on it. Rows exist for a repair only when the attempt before it failed its
+public tests (REPAIR follows a failed VERIFY). A table is a pre-filled cache for the env: replay
+reads attempts from it, live mode generates the ones it lacks.
+
+| column            | type    | meaning                                                          |
+|-------------------|---------|------------------------------------------------------------------|
+| task_id           | string  | ``synthetic/<split>/<index>``                                    |
+| tier              | string  | ``cheap``, ``medium`` or ``expensive``                           |
+| kind              | string  | ``fresh`` (round 0) or ``repair``                                |
+| sample            | int16   | which fresh sample the chain started from                        |
+| repair_round      | int8    | 0 for a fresh attempt, r for the r-th repair                     |
+| context_tokens    | int32   | tokens the model read (prompt, earlier candidates, feedback)     |
+| new_tokens        | int32   | tokens it wrote (the body and its end token)                     |
+| flops             | int64   | matmul FLOPs of the attempt (``nano.attempt_flops``)             |
+| wall_ms           | float32 | generation time, amortised over the batch it ran in              |
+| code              | string  | the body the model wrote                                         |
+| public_passed     | int8    | public tests passed (of ``public_total``)                        |
+| public_total      | int8    |                                                                  |
+| hidden_passed     | int8    | hidden tests passed (of ``hidden_total``)                        |
+| hidden_total      | int8    |                                                                  |
+| exit_kind         | string  | ``Verdict.exit_kind`` on the public tests                        |
+| hidden_exit_kind  | string  | ``Verdict.exit_kind`` on the hidden tests                        |
+| failure_root      | string  | root category of the public failure ("" when it passed)          |
+| error_kind        | string  | the ``ErrorKind`` VERIFY reports, lower case                     |
+| feedback          | string  | the verifier's feedback on the public tests (REPAIR's input)     |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from occ_gym.attempt import Attempt, ErrorKind
+
+TRACE_VERSION = "1"
+TRACE_SCHEMA = pa.schema(
+    [
+        ("task_id", pa.string()),
+        ("tier", pa.string()),
+        ("kind", pa.string()),
+        ("sample", pa.int16()),
+        ("repair_round", pa.int8()),
+        ("context_tokens", pa.int32()),
+        ("new_tokens", pa.int32()),
+        ("flops", pa.int64()),
+        ("wall_ms", pa.float32()),
+        ("code", pa.string()),
+        ("public_passed", pa.int8()),
+        ("public_total", pa.int8()),
+        ("hidden_passed", pa.int8()),
+        ("hidden_total", pa.int8()),
+        ("exit_kind", pa.string()),
+        ("hidden_exit_kind", pa.string()),
+        ("failure_root", pa.string()),
+        ("error_kind", pa.string()),
+        ("feedback", pa.string()),
+    ]
+)
+KEY_COLUMNS = ("task_id", "tier", "sample", "repair_round")
+FLOPS_PER_COST_UNIT = 1e6
+"""The env's cost unit for nano tiers: one million matmul FLOPs."""
+
+
+class TraceError(ValueError):
+    """A trace file is missing, truncated, corrupt, or breaks the schema."""
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    """One recorded attempt, with everything the env and the event log need."""
+
+    task_id: str
+    tier: str
+    kind: str
+    sample: int
+    repair_round: int
+    context_tokens: int
+    new_tokens: int
+    flops: int
+    wall_ms: float
+    code: str
+    public_passed: int
+    public_total: int
+    hidden_passed: int
+    hidden_total: int
+    exit_kind: str
+    hidden_exit_kind: str
+    failure_root: str
+    error_kind: str
+    feedback: str
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        return (self.task_id, self.tier, self.sample, self.repair_round)
+
+    def attempt(self) -> Attempt:
+        """The env's view of the row."""
+        return Attempt(
+            sample=self.sample,
+            repair_round=self.repair_round,
+            public_passed=self.public_passed,
+            public_total=self.public_total,
+            hidden_passed=self.hidden_passed,
+            hidden_total=self.hidden_total,
+            error_kind=ErrorKind[self.error_kind.upper()],
+            cost=self.flops / FLOPS_PER_COST_UNIT,
+            tokens_in=self.context_tokens,
+            tokens_out=self.new_tokens,
+            code=self.code,
+            feedback=self.feedback,
+        )
+
+
+def rows_to_table(rows: list[TraceRow], metadata: dict[str, str] | None = None) -> pa.Table:
+    columns = {name: [getattr(row, name) for row in rows] for name in TRACE_SCHEMA.names}
+    schema = TRACE_SCHEMA.with_metadata(
+        {"occ_gym.trace_version": TRACE_VERSION, **(metadata or {})}
+    )
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` atomically: a reader sees the old file or the whole new one."""
+    temporary = path.with_name(path.name + ".tmp")
+    pq.write_table(table, temporary, compression="zstd", compression_level=9)
+    temporary.replace(path)
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read and validate a trace file; any problem raises ``TraceError`` naming the file."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise TraceError(f"cannot read trace file {path}: {error}") from error
+    validate_table(table, path)
+    return table
+
+
+def validate_table(table: pa.Table, path: Path | str) -> None:
+    """Check the schema, the version and the key's uniqueness."""
+    version = (table.schema.metadata or {}).get(b"occ_gym.trace_version", b"").decode()
+    if version != TRACE_VERSION:
+        raise TraceError(f"{path}: trace version {version!r}, expected {TRACE_VERSION!r}")
+    expected = [(f.name, f.type) for f in TRACE_SCHEMA]
+    found = [(f.name, f.type) for f in table.schema]
+    if found != expected:
+        raise TraceError(f"{path}: columns {found} do not match the trace schema {expected}")
+    if table.num_rows and table.group_by(list(KEY_COLUMNS)).aggregate([]).num_rows != len(table):
+        raise TraceError(f"{path}: a (task_id, tier, sample, repair_round) key repeats")
+
+
+class TraceTable:
+    """Recorded attempts looked up by key: the env's pre-filled cache."""
+
+    def __init__(self, table: pa.Table, source: str = "<memory>"):
+        validate_table(table, source)
+        self.source = source
+        self.metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        self._columns = table.to_pydict()
+        keys = zip(*(self._columns[name] for name in KEY_COLUMNS), strict=True)
+        self._index = {key: i for i, key in enumerate(keys)}
+
+    @classmethod
+    def read(cls, path: Path) -> TraceTable:
+        return cls(read_table(path), str(path))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def row(self, key: tuple[str, str, int, int]) -> TraceRow | None:
+        index = self._index.get(key)
+        if index is None:
+            return None
+        return TraceRow(**{name: self._columns[name][index] for name in TRACE_SCHEMA.names})
+
+    def task_ids(self) -> list[str]:
+        return list(dict.fromkeys(self._columns["task_id"]))

@@ -1,0 +1,134 @@
+"""Trace tables: the shipped ones validate, damaged ones fail clearly, recording resumes exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from occ_gym.record import RecordPlan, record
+from occ_gym.tiers.nano import MAX_NEW_TOKENS
+from occ_gym.tiers.nano_tier import SAMPLES_PER_TASK, traces_path
+from occ_gym.traces import (
+    KEY_COLUMNS,
+    TRACE_SCHEMA,
+    TraceError,
+    TraceTable,
+    read_table,
+    write_table,
+)
+
+CONTEXT_LIMIT = 512 - MAX_NEW_TOKENS
+SMALL_PLAN = RecordPlan(
+    split="test", tasks=6, tiers=("cheap",), samples=2, repair_rounds=1, chunk_size=2
+)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_shipped_tables_follow_the_schema(split):
+    table = read_table(traces_path(split))
+    assert [(f.name, f.type) for f in table.schema] == [(f.name, f.type) for f in TRACE_SCHEMA]
+    columns = table.to_pydict()
+    assert set(columns["tier"]) == {"cheap", "medium", "expensive"}
+    assert set(columns["sample"]) == set(range(SAMPLES_PER_TASK))
+    assert set(columns["kind"]) == {"fresh", "repair"}
+    for kind, repair_round in zip(columns["kind"], columns["repair_round"], strict=True):
+        assert (kind == "fresh") == (repair_round == 0)
+    assert min(columns["flops"]) > 0
+    assert all(
+        p <= t for p, t in zip(columns["hidden_passed"], columns["hidden_total"], strict=True)
+    )
+
+
+def test_a_repair_row_exists_only_after_a_public_failure():
+    table = TraceTable.read(traces_path("test"))
+    columns = read_table(traces_path("test")).to_pydict()
+    for task, tier, sample, repair_round in zip(*(columns[c] for c in KEY_COLUMNS), strict=True):
+        if repair_round:
+            parent = table.row((task, tier, sample, repair_round - 1))
+            assert parent is not None and parent.public_passed < parent.public_total
+            child = table.row((task, tier, sample, repair_round))
+            # The context grows, until the oldest failures are left out to fit the block.
+            assert child.context_tokens > parent.context_tokens or (
+                child.context_tokens > CONTEXT_LIMIT - 200
+            )
+            assert child.context_tokens <= CONTEXT_LIMIT
+
+
+def test_truncated_and_corrupt_files_fail_naming_the_file(tmp_path):
+    source = traces_path("test").read_bytes()
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(source[: len(source) // 2])
+    with pytest.raises(TraceError, match=r"truncated\.parquet"):
+        TraceTable.read(truncated)
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1" + os.urandom(4096) + b"PAR1")
+    with pytest.raises(TraceError, match=r"garbage\.parquet"):
+        read_table(garbage)
+    with pytest.raises(TraceError, match=r"absent\.parquet"):
+        read_table(tmp_path / "absent.parquet")
+
+
+def test_wrong_schema_and_repeated_keys_are_refused(tmp_path):
+    table = read_table(traces_path("test")).slice(0, 10)
+    renamed = tmp_path / "renamed.parquet"
+    pq.write_table(table.rename_columns([*table.column_names[:-1], "notes"]), renamed)
+    with pytest.raises(TraceError, match=r"renamed\.parquet"):
+        read_table(renamed)
+    repeated = tmp_path / "repeated.parquet"
+    write_table(pa.concat_tables([table, table.slice(0, 1)]), repeated)
+    with pytest.raises(TraceError, match="repeats"):
+        read_table(repeated)
+    unversioned = tmp_path / "unversioned.parquet"
+    pq.write_table(table.replace_schema_metadata({}), unversioned)
+    with pytest.raises(TraceError, match="version"):
+        read_table(unversioned)
+
+
+def _rows(path: Path) -> list[tuple]:
+    table = read_table(path).drop_columns(["wall_ms"])
+    return sorted(zip(*table.to_pydict().values(), strict=True))
+
+
+def test_record_killed_with_sigkill_resumes_to_the_same_rows(tmp_path, verifier):
+    reference = record(SMALL_PLAN, tmp_path / "reference.parquet", verifier=verifier)
+    interrupted = tmp_path / "interrupted.parquet"
+    script = (
+        "from pathlib import Path; from occ_gym.record import RecordPlan, record; "
+        f"record(RecordPlan(**{SMALL_PLAN.__dict__!r}), Path({str(interrupted)!r}))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    parts = interrupted.with_name(interrupted.name + ".parts")
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = list(parts.glob("part-*.parquet"))
+    assert 1 <= len(written) < SMALL_PLAN.chunks, "the kill must land mid-recording"
+    record(SMALL_PLAN, interrupted, verifier=verifier)
+    assert not parts.exists()
+    assert _rows(interrupted) == _rows(reference)
+
+
+def test_record_refuses_parts_of_another_plan(tmp_path, verifier):
+    out = tmp_path / "t.parquet"
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir()
+    (parts / "plan.json").write_text('{"split": "train"}')
+    with pytest.raises(ValueError, match="different plan"):
+        record(SMALL_PLAN, out, verifier=verifier)
+
+
+def test_record_plan_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="tasks"):
+        RecordPlan(split="test", tasks=0)
+    with pytest.raises(ValueError, match="unknown tiers"):
+        RecordPlan(split="test", tasks=1, tiers=("huge",))

@@ -1,0 +1,247 @@
+"""Train the three NanoCodeGen tiers from scratch on CPU: ``python -m occ_gym.train.nano``.
+
+Each tier has a fixed recipe (shape, steps, batch, learning rate, seed), so a retrain gives
+the same weights on the same torch build; wall-clock budgets are avoided because they are
+noisy on shared machines. After training, a tier is scored on held-out ``test``-split problems
+through the real verifier and the numbers go into its model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from occ_gym.train.nano_data import DataRecipe, Example, load_or_build
+from torch.nn import functional as F
+
+from occ_gym.tasks.synthetic import SyntheticProblem, make_problem
+from occ_gym.tiers.nano import (
+    PAD,
+    CodeTokenizer,
+    NanoCodeGen,
+    NanoConfig,
+    NanoModel,
+    attempt_flops,
+    matmul_parameters,
+    repair_context,
+    save_model,
+)
+from occ_gym.verifier import Verifier
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "occ_gym" / "assets" / "models"
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+
+
+@dataclass(frozen=True)
+class TierRecipe:
+    """Everything that decides a tier's weights, given the data."""
+
+    name: str
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int
+    steps: int
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    seed: int = 0
+
+    def config(self, vocab_size: int) -> NanoConfig:
+        return NanoConfig(vocab_size, self.d_model, self.n_layers, self.n_heads, self.d_ff)
+
+
+RECIPES: dict[str, TierRecipe] = {
+    recipe.name: recipe
+    for recipe in (
+        TierRecipe("cheap", d_model=64, n_layers=2, n_heads=2, d_ff=256, steps=1500, seed=1),
+        TierRecipe("medium", d_model=96, n_layers=4, n_heads=4, d_ff=384, steps=1600, seed=2),
+        TierRecipe("expensive", d_model=128, n_layers=6, n_heads=4, d_ff=512, steps=2000, seed=3),
+    )
+}
+
+
+def cosine_lr(step: int, steps: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of ``peak``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def _length_sorted_buckets(examples: Sequence[Example]) -> list[np.ndarray]:
+    """Example indices per repair round, sorted by length: a batch is a window of one bucket,
+    so it holds examples of similar length and little padding."""
+    by_round: dict[int, list[int]] = {}
+    for index, example in enumerate(examples):
+        by_round.setdefault(example.repair_round, []).append(index)
+    return [
+        np.array(sorted(by_round[r], key=lambda i: (len(examples[i].tokens), i)))
+        for r in sorted(by_round)
+    ]
+
+
+def _batch(examples: Sequence[Example], indices: np.ndarray) -> tuple[torch.Tensor, ...]:
+    chosen = [examples[i] for i in indices]
+    length = max(len(e.tokens) for e in chosen)
+    tokens = torch.full((len(chosen), length), PAD, dtype=torch.long)
+    weights = torch.zeros((len(chosen), length - 1))
+    for row, example in enumerate(chosen):
+        tokens[row, : len(example.tokens)] = torch.from_numpy(example.tokens.astype(np.int64))
+        weights[row, example.target_start - 1 : len(example.tokens) - 1] = 1.0
+    rounds = torch.tensor([e.repair_round for e in chosen], dtype=torch.long)
+    return tokens, weights, rounds
+
+
+def train_tier(
+    recipe: TierRecipe, tokenizer: CodeTokenizer, examples: Sequence[Example], log=print
+) -> tuple[NanoCodeGen, dict]:
+    """Train one tier for ``recipe.steps`` steps; returns the model and its training record."""
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    model = NanoCodeGen(recipe.config(len(tokenizer)))
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": recipe.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=recipe.learning_rate,
+        betas=(0.9, 0.95),
+    )
+    buckets = _length_sorted_buckets(examples)
+    shares = np.array([len(b) for b in buckets], dtype=float) / len(examples)
+    tokens_seen, curve, started = 0, [], time.perf_counter()
+    model.train()
+    for step in range(recipe.steps):
+        bucket = buckets[int(rng.choice(len(buckets), p=shares))]
+        start = int(rng.integers(len(bucket)))
+        window = np.arange(start, start + recipe.batch_size) % len(bucket)
+        tokens, weights, rounds = _batch(examples, bucket[window])
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, recipe.steps, recipe.learning_rate, recipe.warmup_steps)
+        logits = model(tokens[:, :-1], rounds)
+        losses = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none"
+        )
+        loss = (losses * weights.reshape(-1)).sum() / weights.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        tokens_seen += int((tokens != PAD).sum())
+        if step % 100 == 0 or step == recipe.steps - 1:
+            value = round(loss.item(), 4)
+            curve.append({"step": step, "loss": value})
+            elapsed = time.perf_counter() - started
+            log(f"{recipe.name}: step {step}/{recipe.steps} loss {value} ({elapsed:.0f} s)")
+    model.eval()
+    record = {
+        "training_tokens": tokens_seen,
+        "training_seconds": round(time.perf_counter() - started, 1),
+        "loss_curve": curve,
+    }
+    return model, record
+
+
+def evaluate_tier(
+    model: NanoModel, problems: Sequence[SyntheticProblem], verifier: Verifier
+) -> dict:
+    """Greedy hidden and public pass rates on ``problems``, overall and per operation count,
+    and how often one greedy repair with the verifier's feedback fixes a public failure."""
+    tokenizer = model.tokenizer
+    contexts = [repair_context(tokenizer, p.prompt, []) for p in problems]
+    started = time.perf_counter()
+    bodies = model.write(contexts, [0] * len(problems), None)
+    seconds = time.perf_counter() - started
+    public = verifier.verify_many(
+        p.candidate(b) for p, (b, _) in zip(problems, bodies, strict=True)
+    )
+    hidden = verifier.verify_many(
+        p.candidate(b, hidden=True) for p, (b, _) in zip(problems, bodies, strict=True)
+    )
+    by_operations: dict[str, list[bool]] = {}
+    for problem, verdict in zip(problems, hidden, strict=True):
+        by_operations.setdefault(str(problem.operations), []).append(verdict.passed)
+    failed = [i for i, v in enumerate(public) if not v.passed]
+    repair_contexts = [
+        repair_context(tokenizer, problems[i].prompt, [(bodies[i][0], public[i].feedback())])
+        for i in failed
+    ]
+    repaired = model.write(repair_contexts, [1] * len(failed), None)
+    repaired_hidden = verifier.verify_many(
+        problems[i].candidate(body, hidden=True)
+        for i, (body, _) in zip(failed, repaired, strict=True)
+    )
+    config = model.config
+    mean_context = float(np.mean([len(c) for c in contexts]))
+    mean_new = float(np.mean([n for _, n in bodies]))
+    return {
+        "problems": len(problems),
+        "hidden_pass": round(float(np.mean([v.passed for v in hidden])), 4),
+        "public_pass": round(float(np.mean([v.passed for v in public])), 4),
+        "hidden_pass_by_operations": {
+            k: round(float(np.mean(v)), 4) for k, v in sorted(by_operations.items())
+        },
+        "repair_fixes_public_failure": round(
+            float(np.mean([v.passed for v in repaired_hidden])) if failed else 0.0, 4
+        ),
+        "public_failures_repaired": len(failed),
+        "mean_context_tokens": round(mean_context, 1),
+        "mean_new_tokens": round(mean_new, 1),
+        "flops_per_fresh_attempt": attempt_flops(config, round(mean_context), round(mean_new)),
+        "attempts_per_second_greedy": round(len(problems) / seconds, 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiers", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--out", type=Path, default=MODELS_DIR)
+    parser.add_argument("--eval-problems", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--data-only", action="store_true", help="build (or find) the training corpus and stop"
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    data_recipe = DataRecipe()
+    tokenizer, examples = load_or_build(data_recipe, CACHE_DIR, Verifier, None)
+    print(f"corpus: {len(examples)} examples, vocabulary {len(tokenizer)}")
+    if args.data_only:
+        return
+    problems = [make_problem("test", i) for i in range(args.eval_problems)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.tiers:
+        recipe = RECIPES[name]
+        network, record = train_tier(recipe, tokenizer, examples)
+        with Verifier() as verifier:
+            evaluation = evaluate_tier(NanoModel(name, network, tokenizer, {}), problems, verifier)
+        card = {
+            "tier": name,
+            "parameters": network.parameter_count(),
+            "matmul_parameters": matmul_parameters(network.config),
+            "recipe": asdict(recipe),
+            "data": {**asdict(data_recipe), "fingerprint": data_recipe.fingerprint()},
+            **record,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "held_out": evaluation,
+            "command": "make models",
+        }
+        save_model(network, tokenizer, card, args.out / name)
+        print(f"{name}: {evaluation}")
+
+
+if __name__ == "__main__":
+    main()
