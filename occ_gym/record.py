@@ -19,14 +19,14 @@ from pathlib import Path
 import pyarrow as pa
 
 from occ_gym.tasks.synthetic import SyntheticProblem, make_problem
-from occ_gym.tiers.nano import MODELS_DIR, TEMPERATURE, TIER_NAMES, NanoModel
+from occ_gym.tiers.nano import TEMPERATURE, TIER_NAMES, NanoModel
 from occ_gym.tiers.nano_tier import (
     RECORDED_REPAIR_ROUNDS,
     SAMPLES_PER_TASK,
     AttemptRequest,
     run_attempts,
 )
-from occ_gym.traces import TraceError, TraceRow, read_table, rows_to_table, write_table
+from occ_gym.traces import TraceRow, read_table, rows_to_table, write_table
 from occ_gym.verifier import Verifier
 
 
@@ -93,11 +93,23 @@ def record(
     """Record ``plan`` into ``out`` (a Parquet file), resuming from parts a killed run left."""
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    plan_file = parts / "plan.json"
-    if plan_file.exists() and json.loads(plan_file.read_text()) != _plan_json(plan):
-        raise ValueError(f"{parts} holds parts of a different plan; remove it or match its plan")
-    plan_file.write_text(json.dumps(_plan_json(plan)))
     models = list(models) if models is not None else [NanoModel.load(name) for name in plan.tiers]
+    # Parts of another plan, or written by other weights, must never mix with this run's rows.
+    identity = {**_plan_json(plan), "models_sha256": {m.name: _weights_sha256(m) for m in models}}
+    plan_file = parts / "plan.json"
+    if plan_file.exists():
+        try:
+            recorded = json.loads(plan_file.read_text())
+        except ValueError:
+            recorded = None
+        if recorded != identity:
+            raise ValueError(
+                f"{parts} holds parts of a different plan or models; remove it or match them"
+            )
+    else:
+        temporary = plan_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(identity))
+        temporary.replace(plan_file)
     owned = verifier is None
     verifier = verifier or Verifier()
     try:
@@ -119,7 +131,7 @@ def record(
     metadata = {
         "occ_gym.plan": json.dumps(_plan_json(plan)),
         "occ_gym.temperature": str(TEMPERATURE),
-        "occ_gym.models_sha256": json.dumps({m.name: _weights_sha256(m.name) for m in models}),
+        "occ_gym.models_sha256": json.dumps(identity["models_sha256"]),
     }
     merged = pa.concat_tables(tables).replace_schema_metadata(
         {**(tables[0].schema.metadata or {}), **metadata}
@@ -129,12 +141,17 @@ def record(
     return out
 
 
-def _weights_sha256(name: str) -> str:
-    return hashlib.sha256((MODELS_DIR / f"{name}.safetensors").read_bytes()).hexdigest()
+def _weights_sha256(model: NanoModel) -> str:
+    """A digest of the weights in memory (the model may not come from a file)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _plan_json(plan: RecordPlan) -> dict:
     return {**asdict(plan), "tiers": list(plan.tiers)}
 
 
-__all__ = ["RecordPlan", "TraceError", "record", "record_chunk"]
+__all__ = ["RecordPlan", "record", "record_chunk"]

@@ -64,6 +64,7 @@ TRACE_SCHEMA = pa.schema(
     ]
 )
 KEY_COLUMNS = ("task_id", "tier", "sample", "repair_round")
+KINDS = {"fresh", "repair"}
 FLOPS_PER_COST_UNIT = 1e6
 """The env's cost unit for nano tiers: one million matmul FLOPs."""
 
@@ -154,6 +155,11 @@ def validate_table(table: pa.Table, path: Path | str) -> None:
         raise TraceError(f"{path}: columns {found} do not match the trace schema {expected}")
     if table.num_rows and table.group_by(list(KEY_COLUMNS)).aggregate([]).num_rows != len(table):
         raise TraceError(f"{path}: a (task_id, tier, sample, repair_round) key repeats")
+    allowed = {"kind": KINDS, "error_kind": {kind.name.lower() for kind in ErrorKind}}
+    for column, values in allowed.items():
+        unknown = set(table.column(column).unique().to_pylist()) - values
+        if unknown:
+            raise TraceError(f"{path}: column {column} holds unknown values {sorted(unknown)}")
 
 
 class TraceTable:

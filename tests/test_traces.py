@@ -86,6 +86,11 @@ def test_wrong_schema_and_repeated_keys_are_refused(tmp_path):
     write_table(pa.concat_tables([table, table.slice(0, 1)]), repeated)
     with pytest.raises(TraceError, match="repeats"):
         read_table(repeated)
+    unknown_kind = tmp_path / "unknown_kind.parquet"
+    kinds = pa.array(["retry"] * table.num_rows)
+    write_table(table.set_column(table.schema.get_field_index("kind"), "kind", kinds), unknown_kind)
+    with pytest.raises(TraceError, match="unknown values"):
+        read_table(unknown_kind)
     unversioned = tmp_path / "unversioned.parquet"
     pq.write_table(table.replace_schema_metadata({}), unversioned)
     with pytest.raises(TraceError, match="version"):
@@ -123,7 +128,7 @@ def test_record_refuses_parts_of_another_plan(tmp_path, verifier):
     parts = out.with_name(out.name + ".parts")
     parts.mkdir()
     (parts / "plan.json").write_text('{"split": "train"}')
-    with pytest.raises(ValueError, match="different plan"):
+    with pytest.raises(ValueError, match="different plan or models"):
         record(SMALL_PLAN, out, verifier=verifier)
 
 
