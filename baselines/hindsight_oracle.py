@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import gymnasium as gym
 import numpy as np
 from occ_gym.baselines.base import BaselinePolicy
 
+from occ_gym.attempt import Attempt
 from occ_gym.env import occ_env
 
 
@@ -30,9 +33,27 @@ class HindsightOracle(BaselinePolicy):
 
     def plan(self) -> tuple[list[int], float]:
         """The best action sequence for the current episode and its score."""
+        env = self.env
+        best_plan, best_score = [self.actions.abstain], 0.0
+        for plan, cost, attempt in self._plans():
+            score = (
+                env.oracle.outcome_value(True, attempt.hidden_passed, attempt.hidden_total)
+                - env.oracle.compute_penalty * cost
+            )
+            if score > best_score:
+                best_plan, best_score = plan, score
+        return best_plan, best_score
+
+    def cheapest_pass_cost(self) -> float | None:
+        """The least compute with which any plan passes the hidden tests this episode (None
+        if none does): a floor for every policy, whatever it can see."""
+        costs = [cost for _, cost, attempt in self._plans() if attempt.hidden_pass]
+        return min(costs) if costs else None
+
+    def _plans(self) -> Iterator[tuple[list[int], float, Attempt]]:
+        """Every plan ``s + 1`` fresh attempts of a tier, ``r`` rounds of VERIFY and REPAIR,
+        SUBMIT, that fits ``max_steps`` and the budget: its actions, compute and submission."""
         env, actions = self.env, self.actions
-        penalty = env.oracle.compute_penalty
-        best_plan, best_score = [actions.abstain], 0.0
         max_rounds = self.observations.max_repair_rounds
         for tier in range(actions.num_tiers):
             fresh_cost = 0.0  # every earlier fresh sample of this tier is paid for, then discarded
@@ -48,20 +69,14 @@ class HindsightOracle(BaselinePolicy):
                         cost += env.verifier_cost + attempt.cost
                     if env.budget is not None and cost > env.budget:
                         break
-                    score = (
-                        env.oracle.outcome_value(True, attempt.hidden_passed, attempt.hidden_total)
-                        - penalty * cost
+                    plan = (
+                        [actions.attempt(tier)] * (sample + 1)
+                        + [actions.verify, actions.repair] * repair_round
+                        + [actions.submit]
                     )
-                    if score > best_score:
-                        best_score = score
-                        best_plan = (
-                            [actions.attempt(tier)] * (sample + 1)
-                            + [actions.verify, actions.repair] * repair_round
-                            + [actions.submit]
-                        )
+                    yield plan, cost, attempt
                     if attempt.public_pass:
                         break  # a candidate that passes VERIFY cannot be repaired
-        return best_plan, best_score
 
     def act(self, observation: np.ndarray, mask: np.ndarray) -> int:
         if self.observations.steps_used(observation) == 0:

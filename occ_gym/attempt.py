@@ -48,6 +48,8 @@ class Attempt:
     """The candidate's code, where a real model wrote one (None for simulated tiers)."""
     feedback: str | None = None
     """The verifier's feedback on the public tests (what a REPAIR of this attempt reads)."""
+    verify_ms: float = 0.0
+    """Wall time the verifier took on the public tests (0 where nothing ran: simulated tiers)."""
 
     @property
     def public_pass(self) -> bool:

@@ -1,4 +1,5 @@
-"""The ``occ-gym`` command: ``occ-gym bench`` compares every baseline on the same problems."""
+"""The ``occ-gym`` command: ``bench`` compares policies on the same problems, ``train`` trains a
+PPO / MaskablePPO allocator, ``record`` records attempt traces."""
 
 from __future__ import annotations
 
@@ -36,6 +37,20 @@ def baseline_suite(env: gym.Env, seed: int) -> list[BaselinePolicy]:
         RandomPolicy(env, seed=seed),
         HindsightOracle(env),
     ]
+
+
+def policy_suite(env: gym.Env, env_id: str, seed: int, policy_paths: Sequence[str]) -> list[Any]:
+    """The baselines, then the policy shipped for ``env_id`` and the given ones, with the
+    hindsight oracle (an upper bound) last."""
+    from occ_gym.train.policy import load_policy, shipped_policy_path
+
+    *rules, oracle = baseline_suite(env, seed)
+    learned = []
+    shipped = shipped_policy_path(env_id)
+    if shipped is not None:
+        learned.append(load_policy(shipped, name="MaskablePPO (shipped)"))
+    learned.extend(load_policy(path) for path in policy_paths)
+    return [*rules, *learned, oracle]
 
 
 def comparison_rows(results: Sequence[EvaluationResult]) -> list[dict[str, Any]]:
@@ -87,7 +102,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     if out is not None:  # fail on an unwritable folder before the run, not after it
         out.mkdir(parents=True, exist_ok=True)
     env = gym.make(args.env, split=args.split)
-    policies = baseline_suite(env, args.seed)
+    policies = policy_suite(env, args.env, args.seed, args.policy)
     results = [
         evaluate(policy, env, args.episodes, seed=args.seed)
         for policy in track(
@@ -102,7 +117,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     command = (
         f"occ-gym bench --env {args.env} --split {args.split} "
         f"--episodes {args.episodes} --seed {args.seed}"
-    )
+    ) + "".join(f" --policy {path}" for path in args.policy)
     title = f"{args.env}, {args.split} split, {args.episodes} problems, seed {args.seed}"
     console.print(rich_table(rows, title))
     console.print(
@@ -155,6 +170,47 @@ def record_traces(args: argparse.Namespace, console: Console) -> Path:
     return out
 
 
+def train_allocator(args: argparse.Namespace, console: Console) -> Path:
+    from occ_gym.train.ppo import TrainConfig, train, with_overrides
+
+    config = TrainConfig(
+        env_id=args.env,
+        algo=args.algo,
+        out=args.out,
+        seed=args.seed,
+        timesteps=args.timesteps,
+        n_envs=args.n_envs,
+        eval_episodes=args.eval_episodes,
+        eval_every=args.eval_every,
+        vec_env=args.vec_env,
+        resume=args.resume,
+    )
+    config = with_overrides(config, args.set)
+    result = train(config, console)
+    final = result.record["final_metrics"]
+    for name in ("last", "best"):
+        metrics = final[name]
+        console.print(
+            f"{name}.zip on {metrics['episodes']} held-out problems: return "
+            f"{metrics['mean_return']:+.3f}, hidden pass {metrics['hidden_pass_rate']:.3f}, "
+            f"compute {metrics['mean_compute']:.0f}"
+        )
+    console.print(f"wrote {result.out} (run.json, best.zip, last.zip, tb/)")
+    return result.out
+
+
+def events_command(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    from occ_gym.events import read_events, summarize
+
+    events = [event for path in args.files for event in read_events(path)]
+    if args.action == "validate":
+        console.print(f"{len(events)} events in {len(args.files)} file(s) match the schema")
+        return {"events": len(events)}
+    summary = summarize(events)
+    console.print_json(json.dumps(summary))
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="occ-gym", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +220,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--episodes", type=_positive_int, default=1000)
     bench_parser.add_argument("--seed", type=int, default=0)
     bench_parser.add_argument("--out", help="folder for bench.json and leaderboard.md")
+    bench_parser.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        help="a trained policy (.zip or run folder) to add to the table; repeatable",
+    )
+    train_parser = commands.add_parser("train", help="train a PPO / MaskablePPO allocator")
+    train_parser.add_argument("--env", default="OCC-Code-v0", help="env id")
+    train_parser.add_argument("--algo", default="maskable_ppo", help="maskable_ppo or ppo")
+    train_parser.add_argument(
+        "--timesteps", type=int, help="total env steps (default: hyperparameter file)"
+    )
+    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--n-envs", type=int, help="(default: hyperparameter file)")
+    train_parser.add_argument("--out", required=True, help="the run folder, e.g. runs/NAME")
+    train_parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a hyperparameter (TOML value); repeatable",
+    )
+    train_parser.add_argument("--eval-episodes", type=int, default=200)
+    train_parser.add_argument("--eval-every", type=int, default=20_000, help="env steps")
+    train_parser.add_argument("--vec-env", default="dummy", help="dummy or subproc")
+    train_parser.add_argument("--resume", help="a checkpoint (.zip) to continue from")
+    events_parser = commands.add_parser("events", help="check or summarize JSONL event logs")
+    events_parser.add_argument("action", choices=["summarize", "validate"])
+    events_parser.add_argument("files", nargs="+", help="event files (JSONL)")
     record_parser = commands.add_parser(
         "record", help="run the nano tiers over a split and write a Parquet trace table"
     )
@@ -192,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench(args, console)
         elif args.command == "record":
             record_traces(args, console)
+        elif args.command == "train":
+            train_allocator(args, console)
+        elif args.command == "events":
+            events_command(args, console)
     except (ValueError, TypeError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
         return 2

@@ -52,8 +52,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     asks the current candidate's tier again with the candidate and the feedback appended: it is
     likelier to pass and costs more each round as the context grows. SUBMIT hands in the current
     candidate, unless it failed VERIFY and an earlier verified candidate passed more public
-    tests, in which case that one. An illegal action raises ``ValueError``. The action space is a
-    ``Discrete`` that never samples an illegal action (``MaskedDiscrete``):
+    tests, in which case that one. An illegal action raises ``ValueError``; a policy that cannot
+    read masks (plain PPO) trains through ``occ_gym.wrappers.IllegalActionPenalty``. The action
+    space is a ``Discrete`` that never samples an illegal action (``MaskedDiscrete``):
     ``sample(mask=env.unwrapped.action_masks())`` draws among all legal actions; ``sample()``
     alone only among those that stay legal across a reset (allowed ATTEMPTs and ABSTAIN).
 
@@ -101,11 +102,15 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
       itself; its registrations set no ``max_episode_steps`` so the two can never disagree.
 
     The last step's ``info`` holds the episode contract: ``outcome`` ("submitted", "abstained"
-    or "truncated"), ``hidden_pass`` (bool), ``public_pass`` (bool), ``hidden_passed``,
+    or "truncated"), ``hidden_pass`` (bool; also as ``is_success``, which SB3 logs as a success
+    rate), ``public_pass`` (bool), ``hidden_passed``,
     ``hidden_total``, ``submitted_tier``, ``compute`` (cost units), ``tokens``, ``steps``,
     ``score`` (the oracle's breakdown, a dict) and per-tier ``tier_attempts``,
     ``tier_public_passes`` and ``tier_compute``. Every step's ``info`` has ``action``, ``tier``,
-    ``cost`` and ``verdict``; VERIFY adds ``error_kind`` and ``public_passed``.
+    ``cost`` and ``verdict``; ATTEMPT and REPAIR add ``tokens_in`` (the context) and
+    ``tokens_out``; VERIFY adds ``error_kind``, ``public_passed``, ``public_total``, ``verify_ms``
+    (the sandbox's wall time; 0 for simulated tiers) and, on a failure with real code, the
+    verifier's ``feedback``.
 
     ## Arguments
 
@@ -246,10 +251,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         return self._observation(), {"task_id": self._task.task_id, "split": self.task_source.split}
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        if not self._episode_active:
-            raise RuntimeError(
-                "the episode has ended (or never started): call reset() before step()"
-            )
+        self._require_active("step()")
         action = self._checked_action(action)
         layout = self.action_layout
         self._steps += 1
@@ -262,11 +264,11 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             sample = int(self._tier_attempts[action])
             self._tier_attempts[action] += 1
             cost = self._generate(action, sample, 0)
-            info.update(tier=self.tier_names[action], verdict="unverified")
+            info.update(tier=self.tier_names[action], verdict="unverified", **self._token_info())
         elif action == layout.repair:
             tier, sample, repair_round = self._candidate_key
             cost = self._generate(tier, sample, repair_round + 1)
-            info.update(tier=self.tier_names[tier], verdict="unverified")
+            info.update(tier=self.tier_names[tier], verdict="unverified", **self._token_info())
         elif action == layout.verify:
             cost = self.verifier_cost
             self._verify(info)
@@ -278,6 +280,18 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             else:
                 info["verdict"] = "hidden_pass" if submission[1].hidden_pass else "hidden_fail"
 
+        return self._finish_step(action, info, cost, terminated, submission)
+
+    def _finish_step(
+        self,
+        action: int | None,
+        info: dict[str, Any],
+        cost: float,
+        terminated: bool,
+        submission: tuple[tuple[int, int, int], Attempt] | None,
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Charge ``cost``, end the episode when it is over, and build the step's result."""
+        layout = self.action_layout
         self._compute += cost
         info["cost"] = cost
         if self._ledger is not None and cost > 0:
@@ -301,6 +315,18 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             self._timeline.append(self._timeline_line(info, reward))
         self._update_mask()
         return self._observation(), float(reward), terminated, truncated, info
+
+    def idle_step(self, penalty: float = 0.0) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """A step that does nothing but use up one of the episode's ``max_steps``: no attempt, no
+        cost, reward ``-penalty``, truncation at ``max_steps`` as for any step. Its info has
+        ``action="IDLE"``. ``occ_gym.wrappers.IllegalActionPenalty`` turns illegal actions into it.
+        """
+        self._require_active("idle_step()")
+        penalty = _finite_number("penalty", penalty, minimum=0.0)
+        self._steps += 1
+        info: dict[str, Any] = {"action": "IDLE", "tier": None, "cost": 0.0, "verdict": None}
+        obs, reward, terminated, truncated, info = self._finish_step(None, info, 0.0, False, None)
+        return obs, reward - penalty, terminated, truncated, info
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
@@ -375,11 +401,18 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         if not self._mask[value]:
             raise ValueError(
                 f"action {value} ({self.action_layout.name(value)}) is illegal now: "
-                f"{self._illegal_reason(value)}; legal: {self._legal_names()}"
+                f"{self.illegal_reason(value)}; legal: {self._legal_names()}"
             )
         return value
 
-    def _illegal_reason(self, action: int) -> str:
+    def _require_active(self, call: str) -> None:
+        if not self._episode_active:
+            raise RuntimeError(
+                f"the episode has ended (or never started): call reset() before {call}"
+            )
+
+    def illegal_reason(self, action: int) -> str:
+        """Why ``action`` is masked now (for error messages and ``IllegalActionPenalty``)."""
         layout = self.action_layout
         if action == layout.submit:
             return "there is no candidate to submit"
@@ -420,7 +453,14 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             verdict=VERDICTS[self._verdict],
             error_kind=candidate.error_kind.name.lower(),
             public_passed=candidate.public_passed,
+            public_total=candidate.public_total,
+            verify_ms=candidate.verify_ms,
         )
+        if not candidate.public_pass and candidate.feedback is not None:
+            info["feedback"] = candidate.feedback
+
+    def _token_info(self) -> dict[str, int]:
+        return {"tokens_in": self._candidate.tokens_in, "tokens_out": self._candidate.tokens_out}
 
     def _submission(self) -> tuple[tuple[int, int, int], Attempt]:
         """The (key, attempt) SUBMIT hands in: the current candidate, unless it failed VERIFY
@@ -451,6 +491,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         summary = {
             "outcome": outcome,
             "hidden_pass": bool(attempt is not None and attempt.hidden_pass),
+            "is_success": bool(attempt is not None and attempt.hidden_pass),
             "public_pass": bool(attempt is not None and attempt.public_pass),
             "hidden_passed": hidden_passed,
             "hidden_total": hidden_total,

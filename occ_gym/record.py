@@ -4,7 +4,8 @@ Work is cut into chunks of tasks. Each finished chunk is written as its own part
 (atomically: a temporary file renamed into place), and at the end the parts are merged into the
 table, again atomically. A recording killed at any point restarts at the first chunk without a
 part; every attempt's sampling seed is a hash of its key and chunks never change, so the
-restarted run writes exactly the rows an uninterrupted one would (``wall_ms`` aside).
+restarted run writes exactly the rows an uninterrupted one would (timings aside: ``wall_ms``
+and ``verify_ms``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ reads attempts from it, live mode generates the ones it lacks.
 | new_tokens        | int32   | tokens it wrote (the body and its end token)                     |
 | flops             | int64   | matmul FLOPs of the attempt (``nano.attempt_flops``)             |
 | wall_ms           | float32 | generation time, amortised over the batch it ran in              |
+| verify_ms         | float32 | wall time of the sandboxed run on the public tests (VERIFY)      |
 | code              | string  | the body the model wrote                                         |
 | public_passed     | int8    | public tests passed (of ``public_total``)                        |
 | public_total      | int8    |                                                                  |
@@ -39,7 +40,8 @@ import pyarrow.parquet as pq
 
 from occ_gym.attempt import Attempt, ErrorKind
 
-TRACE_VERSION = "1"
+TRACE_VERSION = "2"
+"""2 added ``verify_ms``."""
 TRACE_SCHEMA = pa.schema(
     [
         ("task_id", pa.string()),
@@ -51,6 +53,7 @@ TRACE_SCHEMA = pa.schema(
         ("new_tokens", pa.int32()),
         ("flops", pa.int64()),
         ("wall_ms", pa.float32()),
+        ("verify_ms", pa.float32()),
         ("code", pa.string()),
         ("public_passed", pa.int8()),
         ("public_total", pa.int8()),
@@ -86,6 +89,7 @@ class TraceRow:
     new_tokens: int
     flops: int
     wall_ms: float
+    verify_ms: float
     code: str
     public_passed: int
     public_total: int
@@ -116,6 +120,7 @@ class TraceRow:
             tokens_out=self.new_tokens,
             code=self.code,
             feedback=self.feedback,
+            verify_ms=self.verify_ms,
         )
 
 

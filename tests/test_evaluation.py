@@ -45,11 +45,12 @@ def test_bench_writes_json_and_leaderboard(tmp_path, capsys):
     report = json.loads((out / "bench.json").read_text())
     policies = [row["policy"] for row in report["results"]]
     assert policies[-1] == "HindsightOracle (upper bound)" and REFERENCE in policies
-    assert len(policies) == 9 and report["episodes"] == 25 and report["seed"] == 3
+    assert "MaskablePPO (shipped)" in policies  # the allocator the package ships
+    assert len(policies) == 10 and report["episodes"] == 25 and report["seed"] == 3
     reference = next(row for row in report["results"] if row["policy"] == REFERENCE)
     assert reference["compute_saving_vs_reference"] == 0.0
     board = (out / "leaderboard.md").read_text()
-    assert "--episodes 25 --seed 3" in board and board.count("\n| ") == 10
+    assert "--episodes 25 --seed 3" in board and board.count("\n| ") == 11
     assert "FixedTier(cheap)" in capsys.readouterr().out
 
 

@@ -1,9 +1,15 @@
 """Train the three NanoCodeGen tiers from scratch on CPU: ``python -m occ_gym.train.nano``.
 
-Each tier has a fixed recipe (shape, steps, batch, learning rate, seed), so a retrain gives
-the same weights on the same torch build; wall-clock budgets are avoided because they are
-noisy on shared machines. After training, a tier is scored on held-out ``test``-split problems
-through the real verifier and the numbers go into its model card.
+Two stages per tier. Pretraining (``TierRecipe``) learns from the corpus of ``nano_data``:
+fresh examples and repairs of mutated reference programs. The repair stage (``RepairStage``)
+samples the pretrained tier on unseen ``models``-split problems, keeps the attempts the
+verifier rejects, and fine-tunes on repairs of those mistakes with their real feedback, mixed
+with new fresh problems and the corpus, so REPAIR learns from the errors the tier really makes.
+
+Every stage has fixed steps and seeds, so a retrain gives the same weights on the same torch
+build and thread count; wall-clock budgets are avoided because they are noisy on shared
+machines. After each stage, a tier is scored on held-out ``test``-split problems through the
+real verifier and the numbers go into its model card.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from occ_gym.train.nano_data import DataRecipe, Example, load_or_build
+from occ_gym.train.nano_data import DataRecipe, Example, encode_examples, load_or_build
 from torch.nn import functional as F
 
 from occ_gym.tasks.synthetic import SyntheticProblem, make_problem
@@ -28,6 +34,7 @@ from occ_gym.tiers.nano import (
     NanoConfig,
     NanoModel,
     attempt_flops,
+    attempt_seed,
     matmul_parameters,
     repair_context,
     save_model,
@@ -39,20 +46,26 @@ CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
 
 @dataclass(frozen=True)
-class TierRecipe:
-    """Everything that decides a tier's weights, given the data."""
+class Schedule:
+    """How long and how fast to train: steps, batch, peak learning rate, warm-up, seed."""
 
-    name: str
-    d_model: int
-    n_layers: int
-    n_heads: int
-    d_ff: int
     steps: int
     batch_size: int = 64
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 0.1
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class TierRecipe(Schedule):
+    """Stage 1 of a tier: its shape and schedule, trained from scratch on the corpus."""
+
+    name: str = ""
+    d_model: int = 0
+    n_layers: int = 0
+    n_heads: int = 0
+    d_ff: int = 0
 
     def config(self, vocab_size: int) -> NanoConfig:
         return NanoConfig(vocab_size, self.d_model, self.n_layers, self.n_heads, self.d_ff)
@@ -61,11 +74,34 @@ class TierRecipe:
 RECIPES: dict[str, TierRecipe] = {
     recipe.name: recipe
     for recipe in (
-        TierRecipe("cheap", d_model=64, n_layers=2, n_heads=2, d_ff=256, steps=1500, seed=1),
-        TierRecipe("medium", d_model=96, n_layers=4, n_heads=4, d_ff=384, steps=1600, seed=2),
-        TierRecipe("expensive", d_model=128, n_layers=6, n_heads=4, d_ff=512, steps=2000, seed=3),
+        TierRecipe(1500, name="cheap", d_model=64, n_layers=2, n_heads=2, d_ff=256, seed=1),
+        TierRecipe(1600, name="medium", d_model=96, n_layers=4, n_heads=4, d_ff=384, seed=2),
+        TierRecipe(2000, name="expensive", d_model=128, n_layers=6, n_heads=4, d_ff=512, seed=3),
     )
 }
+
+
+@dataclass(frozen=True)
+class RepairStage(Schedule):
+    """Stage 2 of every tier: fine-tuning on repairs of the tier's own sampled mistakes.
+
+    The mined and new fresh problems come from the ``models`` split, past the corpus's.
+    """
+
+    steps: int = 800
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    first_problem: int = 1_000_000
+    mining_problems: int = 4_000
+    samples: int = 4
+    fresh_problems: int = 20_000
+    own_repair_share: float = 0.4
+    fresh_share: float = 0.4
+    corpus_share: float = 0.2
+    max_tokens: int = 448
+
+
+REPAIR_STAGE = RepairStage()
 
 
 def cosine_lr(step: int, steps: int, peak: float, warmup: int) -> float:
@@ -100,34 +136,44 @@ def _batch(examples: Sequence[Example], indices: np.ndarray) -> tuple[torch.Tens
     return tokens, weights, rounds
 
 
-def train_tier(
-    recipe: TierRecipe, tokenizer: CodeTokenizer, examples: Sequence[Example], log=print
-) -> tuple[NanoCodeGen, dict]:
-    """Train one tier for ``recipe.steps`` steps; returns the model and its training record."""
-    torch.manual_seed(recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
-    model = NanoCodeGen(recipe.config(len(tokenizer)))
+def fit(
+    model: NanoCodeGen,
+    pools: Sequence[tuple[Sequence[Example], float]],
+    schedule: Schedule,
+    name: str,
+    log=print,
+) -> dict:
+    """Train ``model`` in place on batches drawn from ``pools`` (examples, share of batches);
+    returns the training record (tokens, seconds, loss curve)."""
+    rng = np.random.default_rng(schedule.seed)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": recipe.weight_decay},
+            {"params": decay, "weight_decay": schedule.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ],
-        lr=recipe.learning_rate,
+        lr=schedule.learning_rate,
         betas=(0.9, 0.95),
     )
-    buckets = _length_sorted_buckets(examples)
-    shares = np.array([len(b) for b in buckets], dtype=float) / len(examples)
+    sources: list[tuple[Sequence[Example], np.ndarray]] = []
+    weights_of_sources: list[float] = []
+    for examples, share in pools:
+        for bucket in _length_sorted_buckets(examples):
+            sources.append((examples, bucket))
+            weights_of_sources.append(share * len(bucket) / len(examples))
+    shares = np.array(weights_of_sources) / sum(weights_of_sources)  # empty pools drop out
     tokens_seen, curve, started = 0, [], time.perf_counter()
     model.train()
-    for step in range(recipe.steps):
-        bucket = buckets[int(rng.choice(len(buckets), p=shares))]
+    for step in range(schedule.steps):
+        examples, bucket = sources[int(rng.choice(len(sources), p=shares))]
         start = int(rng.integers(len(bucket)))
-        window = np.arange(start, start + recipe.batch_size) % len(bucket)
+        window = np.arange(start, start + schedule.batch_size) % len(bucket)
         tokens, weights, rounds = _batch(examples, bucket[window])
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, recipe.steps, recipe.learning_rate, recipe.warmup_steps)
+            group["lr"] = cosine_lr(
+                step, schedule.steps, schedule.learning_rate, schedule.warmup_steps
+            )
         logits = model(tokens[:, :-1], rounds)
         losses = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none"
@@ -138,18 +184,95 @@ def train_tier(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         tokens_seen += int((tokens != PAD).sum())
-        if step % 100 == 0 or step == recipe.steps - 1:
+        if step % 100 == 0 or step == schedule.steps - 1:
             value = round(loss.item(), 4)
             curve.append({"step": step, "loss": value})
             elapsed = time.perf_counter() - started
-            log(f"{recipe.name}: step {step}/{recipe.steps} loss {value} ({elapsed:.0f} s)")
+            log(f"{name}: step {step}/{schedule.steps} loss {value} ({elapsed:.0f} s)")
     model.eval()
-    record = {
+    return {
         "training_tokens": tokens_seen,
         "training_seconds": round(time.perf_counter() - started, 1),
         "loss_curve": curve,
     }
-    return model, record
+
+
+def train_tier(
+    recipe: TierRecipe, tokenizer: CodeTokenizer, examples: Sequence[Example], log=print
+) -> tuple[NanoCodeGen, dict]:
+    """Stage 1: train one tier from scratch; returns the model and its training record."""
+    torch.manual_seed(recipe.seed)
+    model = NanoCodeGen(recipe.config(len(tokenizer)))
+    return model, fit(model, [(examples, 1.0)], recipe, recipe.name, log)
+
+
+def mine_failures(
+    model: NanoModel, problems: Sequence[SyntheticProblem], stage: RepairStage, verifier: Verifier
+) -> list[dict]:
+    """Repair examples from the tier's own mistakes: ``stage.samples`` sampled attempts per
+    problem, and for a problem with k distinct public failures, examples with its first 1..k
+    failures (at most 3) before the reference body."""
+    contexts = [repair_context(model.tokenizer, p.prompt, []) for p in problems]
+    keys = [(i, s) for i in range(len(problems)) for s in range(stage.samples)]
+    seeds = [attempt_seed(problems[i].task_id, f"mine-{model.name}", s, 0) for i, s in keys]
+    bodies = model.write([contexts[i] for i, _ in keys], [0] * len(keys), seeds)
+    verdicts = verifier.verify_many(
+        problems[i].candidate(body) for (i, _), (body, _) in zip(keys, bodies, strict=True)
+    )
+    failures: dict[int, dict[str, str]] = {}
+    for (i, _), (body, _), verdict in zip(keys, bodies, verdicts, strict=True):
+        if not verdict.passed:
+            failures.setdefault(i, {}).setdefault(body, verdict.feedback())
+    repairs = []
+    for i, found in failures.items():
+        chain = list(found.items())[: NanoConfig.max_repair_rounds]
+        for depth in range(1, len(chain) + 1):
+            repairs.append(
+                {
+                    "prompt": problems[i].prompt,
+                    "failures": chain[:depth],
+                    "body": problems[i].reference,
+                }
+            )
+    return repairs
+
+
+def repair_stage(
+    name: str,
+    stage: RepairStage,
+    corpus: Sequence[Example],
+    models_dir: Path,
+    verifier: Verifier,
+    log=print,
+) -> tuple[NanoModel, dict]:
+    """Stage 2: fine-tune a stage-1 tier on repairs of its own mistakes, mixed with new fresh
+    problems and the stage-1 corpus; returns the model and the stage's record."""
+    model = NanoModel.load(name, models_dir)
+    if "repair_stage" in model.card:
+        raise SystemExit(f"{name}: {models_dir / name} already went through the repair stage")
+    first = stage.first_problem
+    mined = [make_problem("models", i) for i in range(first, first + stage.mining_problems)]
+    first += stage.mining_problems
+    fresh = [make_problem("models", i) for i in range(first, first + stage.fresh_problems)]
+    started = time.perf_counter()
+    repairs = mine_failures(model, mined, stage, verifier)
+    mining_seconds = round(time.perf_counter() - started, 1)
+    log(f"{name}: {len(repairs)} repair examples from its own failures ({mining_seconds} s)")
+    own = encode_examples(model.tokenizer, repairs, stage.max_tokens)
+    new = encode_examples(
+        model.tokenizer,
+        ({"prompt": p.prompt, "body": p.reference} for p in fresh),
+        stage.max_tokens,
+    )
+    pools = [(own, stage.own_repair_share), (new, stage.fresh_share), (corpus, stage.corpus_share)]
+    record = fit(model.network, pools, stage, f"{name} repair stage", log)
+    rounds = np.bincount([e.repair_round for e in own], minlength=4)[1:].tolist()
+    return model, {
+        **asdict(stage),
+        "own_repair_examples_by_round": rounds,
+        "mining_seconds": mining_seconds,
+        **record,
+    }
 
 
 def evaluate_tier(
@@ -209,6 +332,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--eval-problems", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
+        "--stage",
+        choices=("all", "pretrain", "repair"),
+        default="all",
+        help="pretrain from scratch, fine-tune a pretrained tier on its own failures, or both",
+    )
+    parser.add_argument(
         "--data-only", action="store_true", help="build (or find) the training corpus and stop"
     )
     args = parser.parse_args(argv)
@@ -223,24 +352,50 @@ def main(argv: Sequence[str] | None = None) -> None:
     problems = [make_problem("test", i) for i in range(args.eval_problems)]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.tiers:
-        recipe = RECIPES[name]
-        network, record = train_tier(recipe, tokenizer, examples)
-        with Verifier() as verifier:
-            evaluation = evaluate_tier(NanoModel(name, network, tokenizer, {}), problems, verifier)
-        card = {
-            "tier": name,
-            "parameters": network.parameter_count(),
-            "matmul_parameters": matmul_parameters(network.config),
-            "recipe": asdict(recipe),
-            "data": {**asdict(data_recipe), "fingerprint": data_recipe.fingerprint()},
-            **record,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "held_out": evaluation,
-            "command": "make models",
-        }
-        save_model(network, tokenizer, card, args.out / name)
-        print(f"{name}: {evaluation}")
+        if args.stage in ("all", "pretrain"):
+            pretrain(name, data_recipe, tokenizer, examples, problems, args.out)
+        if args.stage in ("all", "repair"):
+            with Verifier() as verifier:
+                model, record = repair_stage(name, REPAIR_STAGE, examples, args.out, verifier)
+                evaluation = evaluate_tier(model, problems, verifier)
+            card = {
+                **model.card,
+                "repair_stage": record,
+                "threads": torch.get_num_threads(),
+                "held_out_after_pretraining": model.card["held_out"],
+                "held_out": evaluation,
+            }
+            save_model(model.network, model.tokenizer, card, args.out / name)
+            print(f"{name} after the repair stage: {evaluation}")
+
+
+def pretrain(
+    name: str,
+    data_recipe: DataRecipe,
+    tokenizer: CodeTokenizer,
+    examples: Sequence[Example],
+    problems: Sequence[SyntheticProblem],
+    out: Path,
+) -> None:
+    """Stage 1 of tier ``name``: train, score on held-out ``problems``, save with its card."""
+    recipe = RECIPES[name]
+    network, record = train_tier(recipe, tokenizer, examples)
+    with Verifier() as verifier:
+        evaluation = evaluate_tier(NanoModel(name, network, tokenizer, {}), problems, verifier)
+    card = {
+        "tier": name,
+        "parameters": network.parameter_count(),
+        "matmul_parameters": matmul_parameters(network.config),
+        "recipe": asdict(recipe),
+        "data": {**asdict(data_recipe), "fingerprint": data_recipe.fingerprint()},
+        **record,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "held_out": evaluation,
+        "command": "make models",
+    }
+    save_model(network, tokenizer, card, out / name)
+    print(f"{name}: {evaluation}")
 
 
 if __name__ == "__main__":

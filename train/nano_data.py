@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -150,14 +150,21 @@ def tokenize(
 ) -> tuple[CodeTokenizer, list[Example]]:
     """The vocabulary built from the examples, and the examples as token ids."""
     tokenizer = CodeTokenizer.build(_texts(fresh, repairs), recipe.token_min_count)
+    return tokenizer, encode_examples(tokenizer, [*fresh, *repairs], recipe.max_tokens)
+
+
+def encode_examples(
+    tokenizer: CodeTokenizer, texts: Iterable[dict], max_tokens: int
+) -> list[Example]:
+    """Text examples as token ids; an example longer than ``max_tokens`` is left out."""
     examples = []
-    for example in [*fresh, *repairs]:
+    for example in texts:
         failures = example.get("failures", [])
         context = repair_context(tokenizer, example["prompt"], failures)
         tokens = [*context, *tokenizer.encode(example["body"]), EOS]
-        if len(tokens) <= recipe.max_tokens:
+        if len(tokens) <= max_tokens:
             examples.append(Example(np.array(tokens, dtype=np.int16), len(context), len(failures)))
-    return tokenizer, examples
+    return examples
 
 
 def load_or_build(

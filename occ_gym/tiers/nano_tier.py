@@ -98,6 +98,7 @@ def run_attempts(
                 new_tokens=new_tokens,
                 flops=model.flops(len(context), new_tokens),
                 wall_ms=wall_ms,
+                verify_ms=1000 * verdict.wall_s,
                 code=body,
                 public_passed=verdict.tests_passed,
                 public_total=verdict.tests_total,
@@ -159,6 +160,7 @@ class NanoTier:
         self.task_count = task_count
         self.traces = traces
         self.live = live
+        self.models_dir = models_dir
         self.config, self.tokenizer, self.card = read_card(models_dir / name)
         self.nominal_cost = self.card["held_out"]["flops_per_fresh_attempt"] / FLOPS_PER_COST_UNIT
         self._prompt_tokens: dict[str, int] = {}

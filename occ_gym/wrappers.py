@@ -1,0 +1,45 @@
+"""Wrappers for learners that cannot read action masks."""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from occ_gym.env import occ_env
+
+
+class IllegalActionPenalty(gym.Wrapper):
+    """Turns an illegal action into a defined outcome, for policies without masks (plain PPO).
+
+    A legal action steps the env as usual. An illegal one is not executed: the env takes an
+    ``idle_step`` instead (nothing happens, no compute is spent, one of the episode's
+    ``max_steps`` is used up, so the episode still truncates on time) and the reward is
+    ``-penalty``. That step's info says what happened: ``illegal_action`` (the action's name),
+    ``illegal_reason`` and ``action="IDLE"``. The action is never swapped for another one.
+
+    Put it directly around the env (beneath ``Monitor``), so every wrapper above it sees the
+    idle step as a step. With masks available, use MaskablePPO instead.
+    """
+
+    def __init__(self, env: gym.Env, penalty: float = 0.1):
+        super().__init__(env)
+        if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or penalty < 0:
+            raise ValueError(f"penalty must be a number >= 0, got {penalty!r}")
+        self.penalty = float(penalty)
+        self.illegal_actions = 0
+        """Illegal actions taken since the wrapper was made."""
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        inner = occ_env(self.env)
+        value = np.asarray(action)
+        if value.shape in ((), (1,)) and np.issubdtype(value.dtype, np.integer):
+            index = int(value.reshape(()))
+            if 0 <= index < inner.action_space.n and not inner.action_masks()[index]:
+                reason = inner.illegal_reason(index)
+                self.illegal_actions += 1
+                obs, reward, terminated, truncated, info = inner.idle_step(self.penalty)
+                info.update(illegal_action=inner.action_layout.name(index), illegal_reason=reason)
+                return obs, reward, terminated, truncated, info
+        return self.env.step(action)

@@ -1,0 +1,254 @@
+"""PPO and MaskablePPO training with tiny budgets: real SB3 runs, checkpoints and run.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from occ_gym.train.policy import PolicyFileError, load_policy, shipped_policy_path
+from occ_gym.train.ppo import TrainConfig, TrainError, parse_override, resolve, train
+
+import occ_gym
+from occ_gym.cli import main as cli_main
+from occ_gym.hashing import env_hash, stable_hash
+
+TINY = {"n_steps": 64, "batch_size": 64, "n_epochs": 2}
+RUN_FIELDS = {
+    "command",
+    "config",
+    "hyperparams",
+    "cfg_hash",
+    "env_id",
+    "env_hash",
+    "algo",
+    "seed",
+    "timesteps_done",
+    "resumed_at",
+    "wall_seconds",
+    "fps",
+    "versions",
+    "eval_curve",
+    "final_metrics",
+}
+
+
+def tiny_config(out: Path, env_id: str, algo: str, **changes) -> TrainConfig:
+    config = TrainConfig(
+        env_id=env_id,
+        algo=algo,
+        out=str(out),
+        seed=0,
+        timesteps=512,
+        n_envs=2,
+        overrides=TINY,
+        eval_episodes=5,
+        eval_every=256,
+    )
+    return replace(config, **changes)
+
+
+@pytest.fixture(
+    scope="module", params=[(e, a) for e in occ_gym.ENV_IDS for a in ("maskable_ppo", "ppo")]
+)
+def tiny_run(request, tmp_path_factory):
+    env_id, algo = request.param
+    out = tmp_path_factory.mktemp(f"{env_id}-{algo}")
+    return train(tiny_config(out, env_id, algo)), env_id, algo
+
+
+def test_learn_512_steps_writes_checkpoints_and_a_complete_run_record(tiny_run):
+    result, env_id, algo = tiny_run
+    assert result.model.num_timesteps == 512
+    for name in ("best.zip", "last.zip", "run.json"):
+        assert (result.out / name).is_file()
+    record = json.loads((result.out / "run.json").read_text())
+    assert set(record) == RUN_FIELDS
+    assert record["env_id"] == env_id and record["algo"] == algo and record["seed"] == 0
+    assert record["timesteps_done"] == 512
+    assert [point["timesteps"] for point in record["eval_curve"]] == [256, 512]
+    assert set(record["versions"]) >= {"stable_baselines3", "sb3_contrib", "torch", "gymnasium"}
+    for name in ("last", "best"):
+        metrics = record["final_metrics"][name]
+        assert metrics["episodes"] == 5
+        assert 0.0 <= metrics["hidden_pass_rate"] <= 1.0
+    if algo == "maskable_ppo":  # the held-out curve meets the episodes evaluate() meets
+        curve_end = record["eval_curve"][-1]
+        assert curve_end["mean_return"] == pytest.approx(
+            record["final_metrics"]["last"]["mean_return"], abs=1e-5
+        )
+        assert curve_end["hidden_pass_rate"] == record["final_metrics"]["last"]["hidden_pass_rate"]
+    assert list((result.out / "tb").glob("run_*/events.out.tfevents.*"))
+    assert len(list((result.out / "monitor").glob("*.monitor.csv"))) == 2
+
+
+def test_a_loaded_policy_never_takes_a_masked_action_in_1000_steps(tiny_run):
+    result, env_id, _ = tiny_run
+    policy = load_policy(result.out / "last.zip")
+    env = gym.make(env_id, split="test")
+    obs, _ = env.reset(seed=3)
+    for _ in range(1000):
+        mask = env.unwrapped.action_masks()
+        action, _ = policy.predict(obs, action_masks=mask, deterministic=False)
+        assert mask[int(action)]
+        obs, _, terminated, truncated, _ = env.step(int(action))
+        if terminated or truncated:
+            obs, _ = env.reset()
+
+
+def test_a_loaded_policy_predicts_a_batch_with_a_batch_of_masks(tiny_run):
+    result, env_id, _ = tiny_run
+    policy = load_policy(result.out)  # a run folder means its best.zip
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=0)
+    masks = np.zeros((3, env.action_space.n), dtype=bool)
+    masks[:, -1] = True  # only ABSTAIN
+    actions, _ = policy.predict(np.stack([obs] * 3), action_masks=masks)
+    assert actions.tolist() == [env.action_space.n - 1] * 3
+
+
+def test_training_resumes_from_a_checkpoint(tmp_path):
+    first = train(tiny_config(tmp_path / "a", "OCC-CodeSim-v0", "maskable_ppo"))
+    resumed = train(
+        tiny_config(
+            tmp_path / "b",
+            "OCC-CodeSim-v0",
+            "maskable_ppo",
+            timesteps=1024,
+            resume=str(first.out / "last.zip"),
+        )
+    )
+    assert resumed.record["resumed_at"] == 512
+    assert resumed.record["timesteps_done"] == 1024
+    assert [p["timesteps"] for p in resumed.record["eval_curve"]] == [768, 1024]
+
+
+def test_the_same_seed_trains_the_same_weights(tmp_path):
+    runs = [
+        train(tiny_config(tmp_path / name, "OCC-CodeSim-v0", "maskable_ppo", timesteps=256))
+        for name in ("a", "b")
+    ]
+    weights = [r.model.policy.state_dict() for r in runs]
+    for key, value in weights[0].items():
+        assert np.array_equal(value.numpy(), weights[1][key].numpy()), key
+    assert runs[0].record["cfg_hash"] != ""  # the folders differ, so the hashes differ
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"env_id": "CartPole-v1"}, "unknown env id"),
+        ({"algo": "dqn"}, "unknown algo"),
+        ({"timesteps": -5}, "timesteps must be an int >= 1"),
+        ({"n_envs": 0}, "n_envs must be an int >= 1"),
+        ({"overrides": {"learning_rat": 0.1}}, "takes no hyperparameter(s) ['learning_rat']"),
+        ({"resume": "/nonexistent/last.zip"}, "no checkpoint to resume"),
+    ],
+)
+def test_bad_arguments_fail_before_training_with_a_clear_message(tmp_path, changes, message):
+    out = tmp_path / "run"
+    config = replace(tiny_config(out, "OCC-CodeSim-v0", "maskable_ppo"), **changes)
+    with pytest.raises(TrainError) as raised:
+        train(config)
+    assert message in str(raised.value)
+    assert not out.exists()
+
+
+def test_an_unwritable_run_folder_fails_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(TrainError, match="cannot write the run folder"):
+        resolve(tiny_config(blocker / "run", "OCC-CodeSim-v0", "ppo"))
+
+
+def test_the_cli_reports_bad_arguments_and_exits_2(tmp_path, capsys):
+    code = cli_main(["train", "--env", "Nope-v0", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "unknown env id 'Nope-v0'" in capsys.readouterr().out
+
+
+def test_overrides_are_toml_values():
+    assert parse_override("learning_rate=1e-3") == ("learning_rate", 0.001)
+    assert parse_override("policy_kwargs={net_arch=[32, 32]}") == (
+        "policy_kwargs",
+        {"net_arch": [32, 32]},
+    )
+    assert parse_override("policy=MlpPolicy") == ("policy", "MlpPolicy")
+    with pytest.raises(TrainError, match="key=value"):
+        parse_override("learning_rate")
+
+
+def test_load_policy_names_a_file_that_is_not_a_policy(tmp_path):
+    garbage = tmp_path / "policy.zip"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(PolicyFileError, match=str(garbage)):
+        load_policy(garbage)
+    with pytest.raises(PolicyFileError, match="no policy file"):
+        load_policy(tmp_path / "missing.zip")
+
+
+def test_bench_puts_a_trained_policy_in_the_same_table(tiny_run, tmp_path, capsys):
+    result, env_id, algo = tiny_run
+    if algo != "maskable_ppo" or env_id != "OCC-CodeSim-v0":
+        pytest.skip("one combination is enough")
+    out = tmp_path / "bench"
+    code = cli_main(
+        [
+            "bench",
+            "--env",
+            env_id,
+            "--episodes",
+            "10",
+            "--policy",
+            str(result.out / "best.zip"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    names = [row["policy"] for row in json.loads((out / "bench.json").read_text())["results"]]
+    assert any(name.startswith("MaskablePPO(") and "best.zip" in name for name in names)
+    assert names[-1].startswith("HindsightOracle")
+
+
+def test_config_hashes_are_identical_in_two_processes():
+    value = {"b": [1, 2.5, "x"], "a": {"nested": True}}
+    script = (
+        "from occ_gym.hashing import env_hash, stable_hash; "
+        "print(stable_hash({'a': {'nested': True}, 'b': [1, 2.5, 'x']}))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert other == stable_hash(value)
+
+
+@pytest.mark.parametrize("env_id", occ_gym.ENV_IDS)
+def test_the_shipped_policy_matches_the_shipped_env_and_plays_legally(env_id):
+    path = shipped_policy_path(env_id)
+    assert path is not None, f"no shipped policy for {env_id} (make policies)"
+    record = json.loads((path.parent / "run.json").read_text())
+    assert set(record) >= RUN_FIELDS
+    assert record["command"].startswith(f"occ-gym train --env {env_id} ")
+    env = gym.make(env_id, split="test")
+    assert record["env_hash"] == env_hash(env), "the env changed since the policy was trained"
+    policy = load_policy(path)
+    obs, _ = env.reset(seed=0)
+    for _ in range(200):
+        mask = env.unwrapped.action_masks()
+        action, _ = policy.predict(obs, action_masks=mask)
+        obs, _, terminated, truncated, _ = env.step(int(action))
+        if terminated or truncated:
+            obs, _ = env.reset()
+
+
+def test_training_runs_on_subprocess_envs(tmp_path):
+    config = tiny_config(tmp_path / "run", "OCC-CodeSim-v0", "ppo", vec_env="subproc")
+    result = train(replace(config, timesteps=256))
+    assert result.model.num_timesteps == 256
+    assert result.record["config"]["vec_env"] == "subproc"

@@ -1,0 +1,139 @@
+"""Trained allocators behind the baselines' ``predict`` interface: ``load_policy(path)``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+POLICIES_DIR = Path(__file__).resolve().parent.parent / "occ_gym" / "assets" / "policies"
+"""Shipped policies: ``<env id>/policy.zip`` with the ``run.json`` of the run that made it."""
+MASKABLE_MODULE = "sb3_contrib.common.maskable.policies"
+
+
+class PolicyFileError(ValueError):
+    """A file that is not a readable SB3 PPO or MaskablePPO checkpoint."""
+
+
+class LearnedPolicy:
+    """A PPO or MaskablePPO model with the same ``predict`` as the baselines.
+
+    With ``action_masks``, both take only legal actions: MaskablePPO masks its distribution as
+    it was trained to; plain PPO, trained without masks, takes its most probable legal action
+    (or samples among legal actions when not deterministic).
+    """
+
+    batchable = True
+
+    def __init__(self, model: BaseAlgorithm, name: str):
+        self.model = model
+        self.name = name
+        self.maskable = isinstance(model, MaskablePPO)
+
+    @classmethod
+    def load(cls, path: str | Path, name: str | None = None) -> LearnedPolicy:
+        path = Path(path)
+        algorithm = MaskablePPO if _is_maskable(path) else PPO
+        try:
+            model = algorithm.load(path, device="cpu")
+        except Exception as error:
+            raise PolicyFileError(
+                f"{path}: cannot load the {algorithm.__name__} policy: {error}"
+            ) from error
+        label = name or f"{algorithm.__name__}({_short(path)})"
+        return cls(model, label)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        if self.maskable or action_masks is None:
+            kwargs = {"action_masks": action_masks} if self.maskable else {}
+            return self.model.predict(observation, state, episode_start, deterministic, **kwargs)
+        policy = self.model.policy
+        obs = np.asarray(observation, dtype=np.float32)
+        batch = obs.reshape(-1, obs.shape[-1])
+        masks = np.asarray(action_masks, dtype=bool).reshape(len(batch), -1)
+        with torch.no_grad():
+            tensor, _ = policy.obs_to_tensor(batch)
+            logits = policy.get_distribution(tensor).distribution.logits
+            logits = logits.masked_fill(~torch.as_tensor(masks), -torch.inf)
+            if deterministic:
+                chosen = logits.argmax(dim=1)
+            else:
+                chosen = torch.distributions.Categorical(logits=logits).sample()
+        actions = chosen.cpu().numpy()
+        actions = actions.astype(np.int64)
+        return (actions if obs.ndim == 2 else actions[0]), state
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, "class": type(self.model).__name__}
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def load_policy(path: str | Path, name: str | None = None) -> LearnedPolicy:
+    """The policy saved at ``path`` (a ``.zip`` that SB3 wrote, or a run folder, whose
+    ``best.zip`` is used), ready for ``occ_gym.evaluation.evaluate`` and ``occ-gym bench``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.zip"
+    if not path.is_file():
+        raise PolicyFileError(f"no policy file at {path}")
+    return LearnedPolicy.load(path, name)
+
+
+def shipped_policy_path(env_id: str) -> Path | None:
+    """The policy this package ships for ``env_id``, if any."""
+    path = POLICIES_DIR / env_id / "policy.zip"
+    return path if path.is_file() else None
+
+
+def _is_maskable(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+        return data["policy_class"]["__module__"] == MASKABLE_MODULE
+    except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError, OSError) as error:
+        raise PolicyFileError(f"{path}: not a policy saved by SB3 ({error})") from error
+
+
+def _short(path: Path) -> str:
+    parts = path.parts[-2:] if path.parent.name else path.parts[-1:]
+    return "/".join(parts)
+
+
+def ship_policy(run_folder: Path, checkpoint: str = "last.zip") -> Path:
+    """Copy a run's checkpoint and run.json into the package as its env's shipped policy."""
+    record = json.loads((run_folder / "run.json").read_text())
+    target = POLICIES_DIR / record["env_id"]
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_folder / checkpoint, target / "policy.zip")
+    record["shipped_checkpoint"] = checkpoint
+    (target / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="ship a trained run's policy in the package")
+    parser.add_argument("run_folder", type=Path)
+    parser.add_argument("--checkpoint", default="last.zip")
+    args = parser.parse_args()
+    print(f"shipped {ship_policy(args.run_folder, args.checkpoint)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,481 @@
+"""Train an allocator with MaskablePPO (sb3-contrib) or plain PPO (SB3): ``occ-gym train``.
+
+A run trains on the env's ``train`` split with ``n_envs`` Monitor-wrapped envs, evaluates on
+held-out ``test`` problems every ``eval_freq`` steps (the same problems each time), and writes
+into its folder::
+
+    runs/NAME/
+      last.zip        the latest weights (saved at every evaluation, so a killed run resumes)
+      best.zip        the weights with the best held-out return so far
+      run.json        config, cfg_hash, env_hash, seed, library versions, curve, final metrics
+      evaluations/    SB3's evaluation log (evaluations.npz)
+      monitor/        one Monitor CSV per training env
+      tb/             TensorBoard logs (``tensorboard --logdir runs/NAME/tb``)
+
+Hyperparameters come from ``hyperparams/<env id>.toml`` (one table per algorithm) and can be
+overridden per run; plain PPO, which cannot read masks, trains through
+``occ_gym.wrappers.IllegalActionPenalty``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import sb3_contrib
+import stable_baselines3
+import torch
+from occ_gym.train.policy import LearnedPolicy
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+import occ_gym
+from occ_gym.evaluation import evaluate
+from occ_gym.hashing import env_hash, stable_hash
+from occ_gym.wrappers import IllegalActionPenalty
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"maskable_ppo": MaskablePPO, "ppo": PPO}
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+HYPERPARAMS_VERSION = 1
+RUN_KEYS = ("n_timesteps", "n_envs", "policy", "illegal_action_penalty")
+"""Keys of a hyperparameter table that ``occ-gym train`` reads itself (the rest go to the
+algorithm's constructor)."""
+MONITOR_KEYWORDS = ("hidden_pass", "compute")
+VEC_ENVS = ("dummy", "subproc")
+RUN_FILE = "run.json"
+
+
+class TrainError(ValueError):
+    """A training request that cannot run (raised before any training starts)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``None`` for timesteps or n_envs means the hyperparameter file's."""
+
+    env_id: str = "OCC-Code-v0"
+    algo: str = "maskable_ppo"
+    out: str = "runs/occ"
+    seed: int = 0
+    timesteps: int | None = None
+    n_envs: int | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Hyperparameters that replace the file's for this run."""
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    eval_split: str = "test"
+    eval_episodes: int = 200
+    eval_every: int = 20_000
+    """Env steps between held-out evaluations (and saves of last.zip)."""
+    eval_seed: int = 0
+    """Held-out episode i has seed ``eval_seed + i``, as in ``occ-gym bench --seed``."""
+    vec_env: str = "dummy"
+    torch_threads: int = 1
+    resume: str | None = None
+    """A checkpoint to continue from, with the hyperparameters it was saved with; its step
+    count counts towards ``timesteps``."""
+
+
+def hyperparameters(env_id: str, algo: str) -> dict[str, Any]:
+    """The table for ``algo`` in ``hyperparams/<env_id>.toml`` (``TrainError`` if missing)."""
+    path = HYPERPARAMS_DIR / f"{env_id}.toml"
+    if not path.is_file():
+        raise TrainError(f"no hyperparameter file for {env_id!r} (looked for {path})")
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise TrainError(f"{path}: not valid TOML: {error}") from error
+    if document.get("version") != HYPERPARAMS_VERSION:
+        raise TrainError(f"{path}: expected version = {HYPERPARAMS_VERSION}")
+    if algo not in document:
+        raise TrainError(f"{path} has no [{algo}] table")
+    return dict(document[algo])
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with a TOML value (``learning_rate=1e-3``, ``policy_kwargs={net_arch=[32]}``);
+    a value that is not TOML is taken as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise TrainError(f"an override is key=value, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"value = {value.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A validated config with its hyperparameters and the folder it writes."""
+
+    config: TrainConfig
+    hyperparams: dict[str, Any]
+    algo_kwargs: dict[str, Any]
+    timesteps: int
+    n_envs: int
+    out: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        config = asdict(self.config)
+        config.update(timesteps=self.timesteps, n_envs=self.n_envs)
+        return {"config": config, "hyperparams": self.hyperparams}
+
+
+def resolve(config: TrainConfig) -> ResolvedRun:
+    """Check every argument and the output folder, before anything is trained."""
+    if config.env_id not in occ_gym.ENV_IDS:
+        raise TrainError(f"unknown env id {config.env_id!r}; expected one of {occ_gym.ENV_IDS}")
+    if config.algo not in ALGORITHMS:
+        raise TrainError(f"unknown algo {config.algo!r}; expected one of {sorted(ALGORITHMS)}")
+    if config.vec_env not in VEC_ENVS:
+        raise TrainError(f"unknown vec_env {config.vec_env!r}; expected one of {VEC_ENVS}")
+    hyperparams = {**hyperparameters(config.env_id, config.algo), **dict(config.overrides)}
+    timesteps = config.timesteps if config.timesteps is not None else hyperparams["n_timesteps"]
+    n_envs = config.n_envs if config.n_envs is not None else hyperparams.get("n_envs", 1)
+    for name, value in (
+        ("timesteps", timesteps),
+        ("n_envs", n_envs),
+        ("eval_episodes", config.eval_episodes),
+        ("eval_every", config.eval_every),
+        ("torch_threads", config.torch_threads),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TrainError(f"{name} must be an int >= 1, got {value!r}")
+    hyperparams.update(n_timesteps=timesteps, n_envs=n_envs)
+    algo_kwargs = {k: v for k, v in hyperparams.items() if k not in RUN_KEYS}
+    accepted = set(inspect.signature(ALGORITHMS[config.algo].__init__).parameters)
+    unknown = sorted(set(algo_kwargs) - accepted - {"policy", "env"})
+    if unknown:
+        raise TrainError(f"{config.algo} takes no hyperparameter(s) {unknown}")
+    if "illegal_action_penalty" in hyperparams and config.algo != "ppo":
+        raise TrainError("illegal_action_penalty is for plain PPO (MaskablePPO reads masks)")
+    if config.resume is not None and not Path(config.resume).is_file():
+        raise TrainError(f"no checkpoint to resume at {config.resume}")
+    out = Path(config.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise TrainError(f"cannot write the run folder {out}: {error}") from error
+    return ResolvedRun(config, hyperparams, algo_kwargs, timesteps, n_envs, out)
+
+
+class SeedEachEpisode(gym.Wrapper):
+    """Seeds every reset: ``reset(seed=s)`` and then ``s + 1``, ``s + 2``, ... for the resets a
+    vector env makes on its own. One env evaluated this way meets exactly the episodes of
+    ``occ_gym.evaluation.evaluate(policy, env, n, seed=s)``, so the held-out curve is on the
+    same problems as ``occ-gym bench --seed s``."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.next_seed: int | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.next_seed = seed
+        if self.next_seed is not None:
+            seed, self.next_seed = self.next_seed, self.next_seed + 1
+        return self.env.reset(seed=seed, options=options)
+
+
+def make_training_env(
+    run: ResolvedRun,
+    split: str,
+    n_envs: int,
+    monitor_dir: Path | None,
+    seed_each_episode: bool = False,
+) -> VecEnv:
+    """``n_envs`` Monitor-wrapped envs of ``split`` (with the illegal-action wrapper for PPO)."""
+    penalty = run.hyperparams.get("illegal_action_penalty")
+    env_id, env_kwargs = run.config.env_id, {**run.config.env_kwargs, "split": split}
+
+    def factory(rank: int) -> Callable[[], gym.Env]:
+        def build() -> gym.Env:
+            env = gym.make(env_id, **env_kwargs)
+            if seed_each_episode:
+                env = SeedEachEpisode(env)
+            if penalty is not None:
+                env = IllegalActionPenalty(env, penalty)
+            filename = None if monitor_dir is None else str(monitor_dir / str(rank))
+            return Monitor(env, filename=filename, info_keywords=MONITOR_KEYWORDS)
+
+        return build
+
+    if monitor_dir is not None:
+        monitor_dir.mkdir(parents=True, exist_ok=True)
+    builders = [factory(rank) for rank in range(n_envs)]
+    if run.config.vec_env == "subproc":  # the eval env too: SB3 wants both of one type
+        return SubprocVecEnv(builders)
+    return DummyVecEnv(builders)
+
+
+class RichProgress(BaseCallback):
+    """A rich progress bar with the mean return and hidden-pass rate of recent episodes."""
+
+    def __init__(self, total: int, console: Console | None = None, every: int = 512):
+        super().__init__()
+        self.total, self.every = total, every
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+
+    def _on_training_start(self) -> None:
+        self.progress.start()
+        self.job = self.progress.add_task(
+            "training", total=self.total, completed=self.num_timesteps, stats=""
+        )
+
+    def _on_step(self) -> bool:
+        if self.n_calls % max(1, self.every // self.training_env.num_envs) == 0:
+            self.progress.update(self.job, completed=self.num_timesteps, stats=self._stats())
+        return True
+
+    def _stats(self) -> str:
+        episodes = self.model.ep_info_buffer
+        if not episodes:
+            return ""
+        mean_return = np.mean([e["r"] for e in episodes])
+        hidden = np.mean([e["hidden_pass"] for e in episodes])
+        return f"return {mean_return:+.3f}  hidden pass {hidden:.3f}"
+
+    def _on_training_end(self) -> None:
+        self.progress.stop()
+
+
+class EpisodeMetrics(BaseCallback):
+    """Logs the recent episodes' hidden-pass rate and compute (Monitor's info keywords) to
+    TensorBoard beside SB3's return."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        episodes = self.model.ep_info_buffer
+        if episodes:
+            for key in MONITOR_KEYWORDS:
+                self.logger.record(
+                    f"rollout/{key}_mean", float(np.mean([e[key] for e in episodes]))
+                )
+
+
+class SaveTo(BaseCallback):
+    """Saves the model to ``path`` whenever it is called (as an eval callback's hook)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def _on_step(self) -> bool:
+        self.model.save(self.path)
+        return True
+
+
+class HeldOutCurve:
+    """Mixin for SB3's eval callbacks: every evaluation meets the same held-out problems and
+    appends (steps, wall seconds, return, hidden pass) to ``curve``."""
+
+    def init_curve(self, eval_seed: int, started: float) -> None:
+        self.eval_seed, self.started = eval_seed, started
+        self.curve: list[dict[str, float]] = []
+
+    def _on_step(self) -> bool:
+        evaluating = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0
+        if evaluating:
+            self.eval_env.seed(self.eval_seed)
+        keep_going = super()._on_step()
+        if evaluating:
+            self.curve.append(
+                {
+                    "timesteps": int(self.num_timesteps),
+                    "wall_seconds": round(time.perf_counter() - self.started, 2),
+                    "mean_return": float(self.last_mean_reward),
+                    "hidden_pass_rate": float(np.mean(self._is_success_buffer)),
+                }
+            )
+        return keep_going
+
+
+class MaskableHeldOutEval(HeldOutCurve, MaskableEvalCallback):
+    pass
+
+
+class HeldOutEval(HeldOutCurve, EvalCallback):
+    pass
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its folder, the model, and the run.json it wrote."""
+
+    out: Path
+    model: BaseAlgorithm
+    record: dict[str, Any]
+
+
+def train(
+    config: TrainConfig, console: Console | None = None, command: str | None = None
+) -> RunResult:
+    """Train as ``config`` says and write the run folder (see the module docstring)."""
+    run = resolve(config)
+    torch.set_num_threads(config.torch_threads)
+    algorithm = ALGORITHMS[config.algo]
+    envs = make_training_env(run, config.train_split, run.n_envs, run.out / "monitor")
+    eval_env = make_training_env(run, config.eval_split, 1, None, seed_each_episode=True)
+    envs.seed(config.seed)
+    model: BaseAlgorithm | None = None
+    try:
+        if config.resume is not None:
+            model = algorithm.load(config.resume, env=envs, device="cpu")
+            model.tensorboard_log = str(run.out / "tb")
+        else:
+            model = algorithm(
+                run.hyperparams["policy"],
+                envs,
+                seed=config.seed,
+                device="cpu",
+                tensorboard_log=str(run.out / "tb"),
+                verbose=0,
+                **run.algo_kwargs,
+            )
+        started = time.perf_counter()
+        evaluator_class = MaskableHeldOutEval if config.algo == "maskable_ppo" else HeldOutEval
+        evaluator = evaluator_class(
+            eval_env,
+            callback_on_new_best=SaveTo(run.out / "best.zip"),
+            callback_after_eval=SaveTo(run.out / "last.zip"),
+            n_eval_episodes=config.eval_episodes,
+            eval_freq=max(1, config.eval_every // run.n_envs),
+            log_path=str(run.out / "evaluations"),
+            deterministic=True,
+            verbose=0,
+            warn=False,
+        )
+        evaluator.init_curve(config.eval_seed, started)
+        already = model.num_timesteps
+        remaining = max(0, run.timesteps - already)
+        callbacks = CallbackList(
+            [evaluator, EpisodeMetrics(), RichProgress(run.timesteps, console)]
+        )
+        model.learn(
+            remaining,
+            callback=callbacks,
+            reset_num_timesteps=config.resume is None,
+            tb_log_name="run",
+        )
+        wall_seconds = time.perf_counter() - started
+        model.save(run.out / "last.zip")
+        if not (run.out / "best.zip").exists():
+            model.save(run.out / "best.zip")
+    finally:
+        envs.close()
+        eval_env.close()
+        if model is not None and getattr(model, "_logger", None) is not None:
+            model.logger.close()  # the TensorBoard writer's file and thread
+    record = _run_record(run, model, evaluator.curve, already, wall_seconds, command)
+    (run.out / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return RunResult(run.out, model, record)
+
+
+def _run_record(
+    run: ResolvedRun,
+    model: BaseAlgorithm,
+    curve: list[dict[str, float]],
+    resumed_at: int,
+    wall_seconds: float,
+    command: str | None,
+) -> dict[str, Any]:
+    config = run.config
+    test_env = gym.make(config.env_id, **{**config.env_kwargs, "split": config.eval_split})
+    final = {}
+    for name in ("last", "best"):
+        policy = LearnedPolicy.load(run.out / f"{name}.zip")
+        result = evaluate(
+            policy, test_env, config.eval_episodes, seed=config.eval_seed, name=policy.name
+        )
+        final[name] = result.as_dict()
+    hashed = run.as_dict()
+    trained = model.num_timesteps - resumed_at
+    return {
+        "command": command or _command_for(run),
+        **hashed,
+        "cfg_hash": stable_hash(hashed),
+        "env_id": config.env_id,
+        "env_hash": env_hash(test_env),
+        "algo": config.algo,
+        "seed": config.seed,
+        "timesteps_done": int(model.num_timesteps),
+        "resumed_at": resumed_at,
+        "wall_seconds": round(wall_seconds, 1),
+        "fps": round(trained / wall_seconds, 1) if wall_seconds > 0 else None,
+        "versions": library_versions(),
+        "eval_curve": curve,
+        "final_metrics": final,
+    }
+
+
+def _command_for(run: ResolvedRun) -> str:
+    config = run.config
+    parts = [
+        f"occ-gym train --env {config.env_id} --algo {config.algo}",
+        f"--timesteps {run.timesteps} --seed {config.seed} --n-envs {run.n_envs}",
+        f"--out {config.out}",
+    ]
+    parts += [f"--set {k}={json.dumps(v)}" for k, v in sorted(config.overrides.items())]
+    return " ".join(parts)
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "occ_gym": occ_gym.__version__,
+        "gymnasium": gym.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    """A run folder's run.json (``TrainError`` naming the file if it is missing or damaged)."""
+    path = Path(folder) / RUN_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise TrainError(f"{path}: cannot read the run record: {error}") from error
+
+
+def with_overrides(config: TrainConfig, texts: Sequence[str]) -> TrainConfig:
+    """``config`` with ``key=value`` overrides added."""
+    overrides = dict(config.overrides)
+    overrides.update(parse_override(text) for text in texts)
+    return replace(config, overrides=overrides)
