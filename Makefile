@@ -35,7 +35,7 @@ test: $(STAMP)
 # Retrain the three nano code models from scratch on CPU with the thread counts the shipped
 # weights were trained with (see each card): the corpus (about 5 minutes), medium and cheap on
 # one thread, then expensive on two; each is pretrained, then fine-tuned on repairs of its own
-# mistakes (about 2 hours in all on 2 cores).
+# mistakes (about 2.5 hours in all on 2 cores; each card records its stages' times).
 models: $(STAMP)
 	$(BIN)/python -m occ_gym.train.nano --data-only
 	$(BIN)/python -m occ_gym.train.nano --tiers medium cheap --threads 1
