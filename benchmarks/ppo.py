@@ -28,12 +28,13 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 from occ_gym.baselines import HindsightOracle
 from occ_gym.train.policy import LearnedPolicy
-from occ_gym.train.ppo import TrainConfig, library_versions, train
+from occ_gym.train.ppo import TrainConfig, train
 from rich.console import Console
 
 import occ_gym
 from occ_gym.cli import REFERENCE, baseline_suite
 from occ_gym.evaluation import evaluate
+from occ_gym.hashing import library_versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORACLE = "HindsightOracle"

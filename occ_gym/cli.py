@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
@@ -22,6 +20,7 @@ from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPo
 from occ_gym.baselines.base import BaselinePolicy
 from occ_gym.env import occ_env
 from occ_gym.evaluation import EvaluationResult, evaluate
+from occ_gym.hashing import library_versions
 
 REFERENCE = "FixedTier(expensive)"
 """The policy every other one is compared with: always the big model."""
@@ -131,12 +130,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "episodes": args.episodes,
         "seed": args.seed,
         "reference": REFERENCE,
-        "versions": {
-            "occ_gym": occ_gym.__version__,
-            "gymnasium": gym.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": library_versions(),
         "results": rows,
     }
     if out is not None:

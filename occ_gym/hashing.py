@@ -1,4 +1,5 @@
-"""Stable hashes of configurations and of the environment a result came from.
+"""Stable hashes of configurations and of the environment a result came from, and the library
+versions it ran with.
 
 Python's ``hash`` changes between processes; these never do: a blake2b digest of canonical
 JSON (sorted keys, no spaces) and SHA-256 digests of the asset files an env reads.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +76,17 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"cannot hash a {type(value).__name__} as JSON")
+
+
+LIBRARIES = ("gymnasium", "numpy", "torch", "stable-baselines3", "sb3-contrib", "pyarrow")
+
+
+def library_versions() -> dict[str, str]:
+    """occ-gym's, Python's and the main libraries' versions, for a result's provenance."""
+    versions = {"occ_gym": occ_gym.__version__, "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name.replace("-", "_")] = version(name)
+        except PackageNotFoundError:
+            versions[name.replace("-", "_")] = "not installed"
+    return versions

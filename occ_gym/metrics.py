@@ -73,18 +73,10 @@ def aiq(points: Sequence[Point], cost_range: tuple[float, float] | None = None) 
     if high <= low:
         return float(quality_at(points, low)) if low >= vertices[0, 0] else 0.0
     knots = np.unique(np.clip(np.concatenate([[low, high], vertices[:, 0]]), low, high))
-    values = np.nan_to_num(quality_at(points, knots), nan=0.0)
-    inside = knots >= vertices[0, 0]
-    area = _trapezoid(values, knots, inside)
+    inside = knots[knots >= vertices[0, 0]]  # below the cheapest point the policy achieves 0
+    values = quality_at(points, inside)
+    area = float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(inside)))
     return area / (high - low)
-
-
-def _trapezoid(values: np.ndarray, knots: np.ndarray, inside: np.ndarray) -> float:
-    area = 0.0
-    for i in range(len(knots) - 1):
-        if inside[i] and inside[i + 1]:
-            area += (values[i] + values[i + 1]) / 2 * (knots[i + 1] - knots[i])
-    return float(area)
 
 
 def pgr(quality: float, weak: Point, strong: Point) -> float:

@@ -25,6 +25,7 @@ class IllegalActionPenalty(gym.Wrapper):
 
     def __init__(self, env: gym.Env, penalty: float = 0.1):
         super().__init__(env)
+        occ_env(env)  # an occ-gym env, or a clear TypeError
         if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or penalty < 0:
             raise ValueError(f"penalty must be a number >= 0, got {penalty!r}")
         self.penalty = float(penalty)
@@ -32,14 +33,23 @@ class IllegalActionPenalty(gym.Wrapper):
         """Illegal actions taken since the wrapper was made."""
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        inner = occ_env(self.env)
-        value = np.asarray(action)
-        if value.shape in ((), (1,)) and np.issubdtype(value.dtype, np.integer):
-            index = int(value.reshape(()))
-            if 0 <= index < inner.action_space.n and not inner.action_masks()[index]:
-                reason = inner.illegal_reason(index)
-                self.illegal_actions += 1
-                obs, reward, terminated, truncated, info = inner.idle_step(self.penalty)
-                info.update(illegal_action=inner.action_layout.name(index), illegal_reason=reason)
-                return obs, reward, terminated, truncated, info
+        inner = self.env.unwrapped
+        index = _integer(action)
+        in_range = index is not None and 0 <= index < inner.action_space.n
+        if in_range and not inner.action_masks()[index]:
+            reason = inner.illegal_reason(index)
+            self.illegal_actions += 1
+            obs, reward, terminated, truncated, info = inner.idle_step(self.penalty)
+            info.update(illegal_action=inner.action_layout.name(index), illegal_reason=reason)
+            return obs, reward, terminated, truncated, info
         return self.env.step(action)
+
+
+def _integer(action: Any) -> int | None:
+    """``action`` as an int if it is one integer (the env itself judges anything else)."""
+    if type(action) in (int, np.int64):
+        return int(action)
+    value = np.asarray(action)
+    if value.shape in ((), (1,)) and np.issubdtype(value.dtype, np.integer):
+        return int(value.reshape(()))
+    return None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -30,8 +29,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import sb3_contrib
-import stable_baselines3
 import torch
 from occ_gym.train.policy import LearnedPolicy
 from rich.console import Console
@@ -46,7 +43,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 import occ_gym
 from occ_gym.evaluation import evaluate
-from occ_gym.hashing import env_hash, stable_hash
+from occ_gym.hashing import env_hash, library_versions, stable_hash
 from occ_gym.wrappers import IllegalActionPenalty
 
 try:
@@ -451,27 +448,6 @@ def _command_for(run: ResolvedRun) -> str:
     ]
     parts += [f"--set {k}={json.dumps(v)}" for k, v in sorted(config.overrides.items())]
     return " ".join(parts)
-
-
-def library_versions() -> dict[str, str]:
-    return {
-        "occ_gym": occ_gym.__version__,
-        "gymnasium": gym.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-        "sb3_contrib": sb3_contrib.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def read_run(folder: Path) -> dict[str, Any]:
-    """A run folder's run.json (``TrainError`` naming the file if it is missing or damaged)."""
-    path = Path(folder) / RUN_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise TrainError(f"{path}: cannot read the run record: {error}") from error
 
 
 def with_overrides(config: TrainConfig, texts: Sequence[str]) -> TrainConfig:
