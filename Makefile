@@ -49,8 +49,10 @@ traces: $(STAMP)
 # Retrain the shipped allocators with the commands recorded in their run.json (a few minutes
 # each on 2 cores) and copy their last checkpoints into the package.
 policies: $(STAMP)
+	rm -rf runs/shipped-OCC-Code-v0
 	$(BIN)/occ-gym train --env OCC-Code-v0 --seed 0 --out runs/shipped-OCC-Code-v0
 	$(BIN)/python -m occ_gym.train.policy runs/shipped-OCC-Code-v0
+	rm -rf runs/shipped-OCC-CodeSim-v0
 	$(BIN)/occ-gym train --env OCC-CodeSim-v0 --seed 0 --out runs/shipped-OCC-CodeSim-v0
 	$(BIN)/python -m occ_gym.train.policy runs/shipped-OCC-CodeSim-v0
 

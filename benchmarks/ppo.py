@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def run_seeds(args: argparse.Namespace, console: Console) -> list[dict[str, Any]
     env = gym.make(args.env, split="test")
     runs = []
     for seed in args.seeds:
+        shutil.rmtree(args.runs / f"{args.env}-seed{seed}", ignore_errors=True)  # its own scratch
         config = TrainConfig(
             env_id=args.env,
             algo="maskable_ppo",

@@ -159,6 +159,14 @@ def test_bad_arguments_fail_before_training_with_a_clear_message(tmp_path, chang
     assert not out.exists()
 
 
+def test_a_finished_run_is_never_overwritten(tiny_run):
+    result, env_id, algo = tiny_run
+    before = (result.out / "run.json").read_text()
+    with pytest.raises(TrainError, match="already holds a run"):
+        train(tiny_config(result.out, env_id, algo))
+    assert (result.out / "run.json").read_text() == before
+
+
 def test_an_unwritable_run_folder_fails_before_training(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

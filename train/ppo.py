@@ -170,6 +170,10 @@ def resolve(config: TrainConfig) -> ResolvedRun:
     if config.resume is not None and not Path(config.resume).is_file():
         raise TrainError(f"no checkpoint to resume at {config.resume}")
     out = Path(config.out)
+    if ((out / RUN_FILE).exists() or (out / "last.zip").exists()) and config.resume is None:
+        raise TrainError(
+            f"{out} already holds a run; choose another --out, or --resume {out}/last.zip"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
