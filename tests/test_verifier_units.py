@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from occ_gym.verifier import (
     screen_code,
 )
 from occ_gym.verifier.protocol import WireError, decode_value, encode_value, loads
+from occ_gym.verifier.sandbox import SandboxServer
 
 CANDIDATE = Candidate(
     "def f(x):\n    return x\n", "f", (TestCase((1,), 1), TestCase((2,), 2), TestCase((3,), 3))
@@ -233,6 +235,26 @@ def test_bwrap_that_refuses_to_start_is_a_clear_error(tmp_path):
     fake.chmod(0o755)
     with pytest.raises(SandboxUnavailable, match="no permission to create namespaces"):
         Verifier(SandboxConfig(workers=1, bwrap=str(fake)))
+
+
+def test_stopping_a_server_that_died_unread_closes_every_pipe():
+    """A server that exits before reading its settings must not make stop() raise BrokenPipe."""
+    process = subprocess.Popen(
+        ["sh", "-c", "exec 0<&-; echo closed"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == b"closed\n"
+    process.wait()
+    assert process.stdin is not None
+    process.stdin.write(b"settings the server never read")
+    server = SandboxServer(["true"], {}, start_timeout_s=1.0)
+    server._process = process
+    server.stop()
+    assert process.stdin.closed and process.stdout.closed and process.stderr.closed
+    assert not server.alive()
 
 
 def test_screen_rejection_never_reaches_the_sandbox(verifier):
