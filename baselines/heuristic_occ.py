@@ -20,7 +20,8 @@ class HeuristicOCC(BaselinePolicy):
     ``prior_weight`` attempts at nominal cost, which orders tiers cheapest first; after each
     episode ``observe_episode`` books what the episode showed, so the order can change. When
     every tier failed, it submits the best verified candidate (``on_exhausted="submit"``) or
-    abstains (``"abstain"``).
+    abstains (``"abstain"``). ``depth`` (the cascade's length) limits it to the first ``depth``
+    tiers of that order; the default tries them all.
     """
 
     AGENT = "heuristic_occ"
@@ -33,8 +34,15 @@ class HeuristicOCC(BaselinePolicy):
         prior_pass_rate: float = 0.5,
         prior_weight: float = 5.0,
         on_exhausted: str = "submit",
+        depth: int | None = None,
     ):
         super().__init__(env)
+        tiers = self.actions.num_tiers
+        if depth is not None and (
+            isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= tiers
+        ):
+            raise ValueError(f"depth must be an int in [1, {tiers}] or None, got {depth!r}")
+        self.depth = tiers if depth is None else depth
         if on_exhausted not in ("submit", "abstain"):
             raise ValueError(f"on_exhausted must be 'submit' or 'abstain', got {on_exhausted!r}")
         if not 0.0 < prior_pass_rate <= 1.0 or prior_weight <= 0:
@@ -48,7 +56,7 @@ class HeuristicOCC(BaselinePolicy):
             self.ledger.spend(
                 self.AGENT, name, (cost + self.verifier_cost) * prior_weight, reason="prior"
             )
-        self.name = "HeuristicOCC"
+        self.name = "HeuristicOCC" if self.depth == tiers else f"HeuristicOCC(depth {depth})"
 
     def tier_order(self) -> list[int]:
         """Tier indices, best credit per cost first."""
@@ -67,7 +75,7 @@ class HeuristicOCC(BaselinePolicy):
         if verdict == "unverified" and mask[actions.verify]:
             return actions.verify
         tried = layout.attempts_made(observation)
-        for tier in self.tier_order():
+        for tier in self.tier_order()[: self.depth]:
             if tried[tier] == 0 and mask[actions.attempt(tier)]:
                 return actions.attempt(tier)
         if verdict is not None and self.on_exhausted == "submit":

@@ -33,7 +33,7 @@ from occ_gym.train.ppo import TrainConfig, train
 from rich.console import Console
 
 import occ_gym
-from occ_gym.cli import REFERENCE, baseline_suite
+from occ_gym.benchmark import REFERENCE, baseline_suite
 from occ_gym.evaluation import evaluate
 from occ_gym.hashing import library_versions
 

@@ -50,6 +50,8 @@ class Attempt:
     """The verifier's feedback on the public tests (what a REPAIR of this attempt reads)."""
     verify_ms: float = 0.0
     """Wall time the verifier took on the public tests (0 where nothing ran: simulated tiers)."""
+    wall_ms: float = 0.0
+    """Wall time the model took to write the candidate (0 for simulated tiers)."""
 
     @property
     def public_pass(self) -> bool:

@@ -1,5 +1,6 @@
-"""The ``occ-gym`` command: ``bench`` compares policies on the same problems, ``train`` trains a
-PPO / MaskablePPO allocator, ``record`` records attempt traces."""
+"""The ``occ-gym`` command: ``bench`` compares policies on the same problems (``report``
+re-renders its outputs), ``train`` trains a PPO / MaskablePPO allocator, ``record`` records
+attempt traces, ``events`` checks and summarizes event logs."""
 
 from __future__ import annotations
 
@@ -10,136 +11,58 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 from rich.console import Console
-from rich.progress import track
-from rich.table import Table
+from rich.progress import Progress
 
 import occ_gym
-from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPolicy, VerifierGuided
-from occ_gym.baselines.base import BaselinePolicy
-from occ_gym.env import occ_env
-from occ_gym.evaluation import EvaluationResult, evaluate
-from occ_gym.hashing import library_versions
 
-REFERENCE = "FixedTier(expensive)"
-"""The policy every other one is compared with: always the big model."""
-
-
-def baseline_suite(env: gym.Env, seed: int) -> list[BaselinePolicy]:
-    """Every baseline, in table order; the hindsight oracle (an upper bound) last."""
-    tiers = occ_env(env).action_layout.tier_names
-    return [
-        *(FixedTier(env, name) for name in tiers),
-        *(VerifierGuided(env, name, max_tries=3) for name in tiers),
-        HeuristicOCC(env),
-        RandomPolicy(env, seed=seed),
-        HindsightOracle(env),
-    ]
-
-
-def policy_suite(env: gym.Env, env_id: str, seed: int, policy_paths: Sequence[str]) -> list[Any]:
-    """The baselines, then the policy shipped for ``env_id`` and the given ones, with the
-    hindsight oracle (an upper bound) last."""
-    from occ_gym.train.policy import load_policy, shipped_policy_path
-
-    *rules, oracle = baseline_suite(env, seed)
-    learned = []
-    shipped = shipped_policy_path(env_id)
-    if shipped is not None:
-        learned.append(load_policy(shipped, name="MaskablePPO (shipped)"))
-    learned.extend(load_policy(path) for path in policy_paths)
-    return [*rules, *learned, oracle]
-
-
-def comparison_rows(results: Sequence[EvaluationResult]) -> list[dict[str, Any]]:
-    """Each result with its compute saving and hidden-pass delta against the reference."""
-    by_name = {r.policy: r for r in results}
-    reference = by_name.get(REFERENCE, results[0])
-    rows = []
-    for result in results:
-        row = result.as_dict()
-        row["compute_saving_vs_reference"] = 1.0 - result.mean_compute / reference.mean_compute
-        row["hidden_pass_delta_vs_reference"] = result.hidden_pass_rate - reference.hidden_pass_rate
-        rows.append(row)
-    return rows
-
-
-COLUMNS = (
-    ("policy", "policy", "{}"),
-    ("hidden pass", "hidden_pass_rate", "{:.3f}"),
-    ("public pass", "public_pass_rate", "{:.3f}"),
-    ("compute", "mean_compute", "{:.0f}"),
-    ("compute saved", "compute_saving_vs_reference", "{:+.1%}"),
-    ("Δ hidden pass", "hidden_pass_delta_vs_reference", "{:+.3f}"),
-    ("return", "mean_return", "{:+.3f}"),
-    ("abstain", "abstain_rate", "{:.3f}"),
-    ("steps", "mean_steps", "{:.2f}"),
+TABLE_NOTE = (
+    "mean ± half its 95% bootstrap interval; regret is against the hindsight oracle, an upper "
+    "bound and not a competitor"
 )
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    header = "| " + " | ".join(title for title, _, _ in COLUMNS) + " |"
-    rule = "|" + "|".join("---" if key == "policy" else "---:" for _, key, _ in COLUMNS) + "|"
-    lines = [header, rule]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt.format(row[key]) for _, key, fmt in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def rich_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
-    for heading, key, _ in COLUMNS:
-        table.add_column(heading, justify="left" if key == "policy" else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(*(fmt.format(row[key]) for _, key, fmt in COLUMNS))
-    return table
-
-
 def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    from occ_gym.benchmark import Bench, BenchConfig, write_results
+    from occ_gym.report import console_table, write_report
+
     out = Path(args.out) if args.out else None
     if out is not None:  # fail on an unwritable folder before the run, not after it
         out.mkdir(parents=True, exist_ok=True)
-    env = gym.make(args.env, split=args.split)
-    policies = policy_suite(env, args.env, args.seed, args.policy)
-    results = [
-        evaluate(policy, env, args.episodes, seed=args.seed)
-        for policy in track(
-            policies,
-            description=f"{args.episodes} problems x {len(policies)} policies",
-            console=console,
-            transient=True,
-        )
-    ]
-    env.close()
-    rows = comparison_rows(results)
-    command = (
-        f"occ-gym bench --env {args.env} --split {args.split} "
-        f"--episodes {args.episodes} --seed {args.seed}"
-    ) + "".join(f" --policy {path}" for path in args.policy)
-    title = f"{args.env}, {args.split} split, {args.episodes} problems, seed {args.seed}"
-    console.print(rich_table(rows, title))
-    console.print(
-        f"[dim]compute saved and Δ hidden pass are against {REFERENCE}; "
-        "HindsightOracle reads hidden outcomes and is an upper bound, not a competitor.[/dim]"
+    config = BenchConfig(
+        env_id=args.env,
+        split=args.split,
+        episodes=args.episodes,
+        seeds=args.seeds,
+        seed=args.seed,
+        policy_paths=tuple(args.policy),
+        resamples=args.resamples,
     )
-    report = {
-        "command": command,
-        "env_id": args.env,
-        "split": args.split,
-        "episodes": args.episodes,
-        "seed": args.seed,
-        "reference": REFERENCE,
-        "versions": library_versions(),
-        "results": rows,
-    }
-    if out is not None:
-        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "leaderboard.md").write_text(
-            f"{title}. Command: `{command}`\n\n{markdown_table(rows)}"
+    bench_run = Bench(config)
+    with Progress(*Progress.get_default_columns(), console=console, transient=True) as bar:
+        entries = len(bench_run.entries)
+        job = bar.add_task(
+            f"{entries} policies x {config.seeds} seeds x {config.episodes} problems", total=entries
         )
-        console.print(f"wrote {out / 'bench.json'} and {out / 'leaderboard.md'}")
-    return report
+        results = bench_run.run(progress=lambda label: bar.advance(job))
+    if out is not None:
+        write_results(results, out)
+        written = write_report(results, out)
+        console.print(f"wrote {out / 'results.json'}, " + ", ".join(str(p) for p in written))
+    console.print(console_table(results))
+    console.print(f"[dim]{config.command}; {TABLE_NOTE}[/dim]")
+    return results
+
+
+def report(args: argparse.Namespace, console: Console) -> list[Path]:
+    from occ_gym.report import console_table, load_results, write_report
+
+    results = load_results(args.results_dir)
+    written = write_report(results, args.results_dir)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+    console.print(console_table(results))
+    console.print(f"[dim]{results['command']}; {TABLE_NOTE}[/dim]")
+    return written
 
 
 def record_traces(args: argparse.Namespace, console: Console) -> Path:
@@ -179,7 +102,7 @@ def train_allocator(args: argparse.Namespace, console: Console) -> Path:
         vec_env=args.vec_env,
         resume=args.resume,
     )
-    config = with_overrides(config, args.set)
+    config = with_overrides(config, args.set, args.env_kwarg)
     result = train(config, console)
     final = result.record["final_metrics"]
     for name in ("last", "best"):
@@ -211,9 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser = commands.add_parser("bench", help="compare every baseline on the same problems")
     bench_parser.add_argument("--env", default="OCC-CodeSim-v0", choices=occ_gym.ENV_IDS)
     bench_parser.add_argument("--split", default="test", help="task split (default: held-out test)")
-    bench_parser.add_argument("--episodes", type=_positive_int, default=1000)
-    bench_parser.add_argument("--seed", type=int, default=0)
-    bench_parser.add_argument("--out", help="folder for bench.json and leaderboard.md")
+    bench_parser.add_argument(
+        "--episodes", type=_positive_int, default=1000, help="problems per seed"
+    )
+    bench_parser.add_argument("--seeds", type=_positive_int, default=5, help="evaluation seeds")
+    bench_parser.add_argument(
+        "--seed", type=int, default=0, help="first seed; seed k plays seeds seed + k * episodes"
+    )
+    bench_parser.add_argument(
+        "--resamples", type=_positive_int, default=1000, help="bootstrap resamples"
+    )
+    bench_parser.add_argument(
+        "--out", help="results folder: results.json, leaderboard.md, findings.md, pareto.png"
+    )
     bench_parser.add_argument(
         "--policy",
         action="append",
@@ -236,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a hyperparameter (TOML value); repeatable",
     )
+    train_parser.add_argument(
+        "--env-kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a gym.make keyword (TOML value), e.g. 'oracle={compute_penalty = 0.002}'; repeatable",
+    )
     train_parser.add_argument("--eval-episodes", type=int, default=200)
     train_parser.add_argument("--eval-every", type=int, default=20_000, help="env steps")
     train_parser.add_argument("--vec-env", default="dummy", help="dummy or subproc")
@@ -243,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     events_parser = commands.add_parser("events", help="check or summarize JSONL event logs")
     events_parser.add_argument("action", choices=["summarize", "validate"])
     events_parser.add_argument("files", nargs="+", help="event files (JSONL)")
+    report_parser = commands.add_parser(
+        "report", help="re-render a bench's leaderboard, findings and plot from results.json"
+    )
+    report_parser.add_argument("results_dir", help="a folder that occ-gym bench --out wrote")
     record_parser = commands.add_parser(
         "record", help="run the nano tiers over a split and write a Parquet trace table"
     )
@@ -273,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             record_traces(args, console)
         elif args.command == "train":
             train_allocator(args, console)
+        elif args.command == "report":
+            report(args, console)
         elif args.command == "events":
             events_command(args, console)
     except (ValueError, TypeError, OSError) as error:

@@ -18,6 +18,7 @@ from occ_gym.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLa
 from occ_gym.ledger import CreditLedger
 from occ_gym.oracle import ImpactOracle
 from occ_gym.tasks import SyntheticTaskSource, make_task_source
+from occ_gym.tasks.base import Task
 from occ_gym.tiers import make_tiers
 
 UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
@@ -104,7 +105,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     The last step's ``info`` holds the episode contract: ``outcome`` ("submitted", "abstained"
     or "truncated"), ``hidden_pass`` (bool; also as ``is_success``, which SB3 logs as a success
     rate), ``public_pass`` (bool), ``hidden_passed``,
-    ``hidden_total``, ``submitted_tier``, ``compute`` (cost units), ``tokens``, ``steps``,
+    ``hidden_total``, ``submitted_tier``, ``compute`` (cost units), ``tokens``, ``wall_ms`` (the
+    recorded writing and verifying time; 0 for simulated tiers), ``steps``,
     ``score`` (the oracle's breakdown, a dict) and per-tier ``tier_attempts``,
     ``tier_public_passes`` and ``tier_compute``. Every step's ``info`` has ``action``, ``tier``,
     ``cost`` and ``verdict``; ATTEMPT and REPAIR add ``tokens_in`` (the context) and
@@ -233,6 +235,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self._steps = 0
         self._compute = 0.0
         self._tokens = 0
+        self._wall_ms = 0.0
         self._tier_attempts[:] = 0
         self._tier_public_passes[:] = 0
         self._tier_compute[:] = 0.0
@@ -362,6 +365,14 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         return 0.0
 
     @property
+    def task(self) -> Task:
+        """The current episode's task, latent difficulty included: for analysis only (like
+        ``peek_attempt``), never for a policy."""
+        if self._task is None:
+            raise RuntimeError("call reset() before reading the task")
+        return self._task
+
+    @property
     def tier_costs(self) -> tuple[float, ...]:
         """Nominal cost of a fresh attempt of each tier, cheapest first."""
         return tuple(tier.nominal_cost for tier in self.tiers)
@@ -436,12 +447,14 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self._candidate_key = (tier, sample, repair_round)
         self._verdict = UNVERIFIED
         self._tokens += attempt.tokens
+        self._wall_ms += attempt.wall_ms
         self._tier_compute[tier] += attempt.cost
         return attempt.cost
 
     def _verify(self, info: dict[str, Any]) -> None:
         candidate = self._candidate
         self._verdict = PASSED if candidate.public_pass else FAILED
+        self._wall_ms += candidate.verify_ms
         if candidate.public_pass:
             self._tier_public_passes[self._candidate_key[0]] += 1
         best = self._best_verified
@@ -498,6 +511,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             "submitted_tier": self.tier_names[submission[0][0]] if submission is not None else None,
             "compute": self._compute,
             "tokens": self._tokens,
+            "wall_ms": self._wall_ms,
             "steps": self._steps,
             "score": score.as_dict(),
             "tier_attempts": self._tier_attempts.tolist(),

@@ -11,6 +11,25 @@ import numpy as np
 from occ_gym.baselines.base import Policy
 from occ_gym.env import occ_env
 
+EPISODE_COLUMNS = (
+    "hidden_pass",
+    "public_pass",
+    "compute",
+    "model_compute",
+    "tokens",
+    "wall_ms",
+    "return",
+    "abstained",
+    "truncated",
+    "steps",
+    "repairs",
+    "first_tier",
+    "difficulty",
+)
+"""What ``run_episodes`` records per episode: booleans as 0/1, ``model_compute`` the models'
+share of ``compute`` (the rest is VERIFY), ``first_tier`` the tier of the first ATTEMPT (-1 for
+none), ``difficulty`` the task's latent difficulty (nan where the task source has none)."""
+
 
 @dataclass(frozen=True)
 class EvaluationResult:
@@ -32,6 +51,67 @@ class EvaluationResult:
         return asdict(self)
 
 
+def run_episodes(
+    policy: Policy,
+    env: gym.Env,
+    episodes: int,
+    *,
+    seed: int = 0,
+    deterministic: bool = True,
+) -> dict[str, np.ndarray]:
+    """Run ``policy`` on ``episodes`` problems; episode i is ``env.reset(seed=seed + i)``.
+
+    Returns one array per ``EPISODE_COLUMNS`` entry, one value per episode. Every policy run
+    with the same env and seed meets the same problems and the same fixed attempt outcomes, so
+    differences between policies are not sampling noise in the env. A policy with an
+    ``observe_episode(info)`` method is shown each finished episode's info.
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    inner = occ_env(env)
+    layout = inner.action_layout
+    observe = getattr(policy, "observe_episode", None)
+    rows = np.zeros((episodes, len(EPISODE_COLUMNS)))
+    for episode in range(episodes):
+        obs, reset_info = env.reset(seed=seed + episode)
+        difficulty = inner.task.difficulty
+        episode_return, done, repairs, first_tier = 0.0, False, 0, -1
+        episode_start = np.ones((1,), dtype=bool)
+        while not done:
+            action, _ = policy.predict(
+                obs,
+                episode_start=episode_start,
+                deterministic=deterministic,
+                action_masks=inner.action_masks(),
+            )
+            action = int(np.asarray(action).reshape(()))
+            if first_tier < 0 and action < layout.num_tiers:
+                first_tier = action
+            repairs += action == layout.repair
+            obs, reward, terminated, truncated, info = env.step(action)
+            episode_return += float(reward)
+            episode_start = np.zeros((1,), dtype=bool)
+            done = terminated or truncated
+        rows[episode] = (
+            info["hidden_pass"],
+            info["public_pass"],
+            info["compute"],
+            sum(info["tier_compute"]),
+            info["tokens"],
+            info["wall_ms"],
+            episode_return,
+            info["outcome"] == "abstained",
+            info["outcome"] == "truncated",
+            info["steps"],
+            repairs,
+            first_tier,
+            np.nan if difficulty is None else difficulty,
+        )
+        if observe is not None:
+            observe({**info, "task_id": reset_info["task_id"]})
+    return {name: rows[:, i].copy() for i, name in enumerate(EPISODE_COLUMNS)}
+
+
 def evaluate(
     policy: Policy,
     env: gym.Env,
@@ -41,55 +121,18 @@ def evaluate(
     deterministic: bool = True,
     name: str | None = None,
 ) -> EvaluationResult:
-    """Run ``policy`` on ``episodes`` problems; episode i is ``env.reset(seed=seed + i)``.
-
-    Every policy evaluated with the same env and seed meets the same problems and the same
-    fixed attempt outcomes, so differences between policies are not sampling noise in the env.
-    A policy with an ``observe_episode(info)`` method is shown each finished episode's info.
-    """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
-    masks_of = occ_env(env).action_masks
-    observe = getattr(policy, "observe_episode", None)
-    rows = np.zeros((episodes, 8))
-    for episode in range(episodes):
-        obs, reset_info = env.reset(seed=seed + episode)
-        episode_return, done = 0.0, False
-        episode_start = np.ones((1,), dtype=bool)
-        while not done:
-            action, _ = policy.predict(
-                obs,
-                episode_start=episode_start,
-                deterministic=deterministic,
-                action_masks=masks_of(),
-            )
-            obs, reward, terminated, truncated, info = env.step(int(np.asarray(action).reshape(())))
-            episode_return += float(reward)
-            episode_start = np.zeros((1,), dtype=bool)
-            done = terminated or truncated
-        rows[episode] = (
-            info["hidden_pass"],
-            info["public_pass"],
-            info["compute"],
-            info["tokens"],
-            episode_return,
-            info["outcome"] == "abstained",
-            info["outcome"] == "truncated",
-            info["steps"],
-        )
-        if observe is not None:
-            observe({**info, "task_id": reset_info["task_id"]})
-    means = rows.mean(axis=0)
+    """The means of ``run_episodes(policy, env, episodes, seed=seed)``."""
+    log = run_episodes(policy, env, episodes, seed=seed, deterministic=deterministic)
     return EvaluationResult(
         policy=name or getattr(policy, "name", type(policy).__name__),
         episodes=episodes,
         seed=seed,
-        hidden_pass_rate=float(means[0]),
-        public_pass_rate=float(means[1]),
-        mean_compute=float(means[2]),
-        mean_tokens=float(means[3]),
-        mean_return=float(means[4]),
-        abstain_rate=float(means[5]),
-        truncation_rate=float(means[6]),
-        mean_steps=float(means[7]),
+        hidden_pass_rate=float(log["hidden_pass"].mean()),
+        public_pass_rate=float(log["public_pass"].mean()),
+        mean_compute=float(log["compute"].mean()),
+        mean_tokens=float(log["tokens"].mean()),
+        mean_return=float(log["return"].mean()),
+        abstain_rate=float(log["abstained"].mean()),
+        truncation_rate=float(log["truncated"].mean()),
+        mean_steps=float(log["steps"].mean()),
     )

@@ -79,7 +79,7 @@ def aiq(points: Sequence[Point], cost_range: tuple[float, float] | None = None) 
     return area / (high - low)
 
 
-def pgr(quality: float, weak: Point, strong: Point) -> float:
+def pgr(quality: float | np.ndarray, weak: Point, strong: Point) -> float | np.ndarray:
     """Share of the weak→strong quality gap that ``quality`` recovers."""
     gap = strong[1] - weak[1]
     if gap <= 0:
@@ -92,8 +92,7 @@ def apgr(points: Sequence[Point], weak: Point, strong: Point, grid: int = 1001) 
     together with the weak and strong points themselves (a router can always call either)."""
     frontier = [*points, weak, strong]
     costs = np.linspace(weak[0], strong[0], grid)
-    values = np.array([pgr(q, weak, strong) for q in quality_at(frontier, costs)])
-    return float(np.mean(values))
+    return float(np.mean(pgr(quality_at(frontier, costs), weak, strong)))
 
 
 def cpt(points: Sequence[Point], weak: Point, strong: Point, recovered: float) -> float:
@@ -106,9 +105,10 @@ def cpt(points: Sequence[Point], weak: Point, strong: Point, recovered: float) -
 
 def delta_ibc(point: Point, weak: Point, strong: Point) -> float:
     """AutoMix's ΔIBC: the policy's quality gained per cost over the weak model, relative to the
-    strong model's (0 = no better than mixing weak and strong; > 0 better)."""
+    strong model's (0 = no better than mixing weak and strong; > 0 better). Each coordinate may
+    also be an array (one ΔIBC per element, e.g. per bootstrap resample)."""
     baseline = (strong[1] - weak[1]) / (strong[0] - weak[0])
-    if point[0] == weak[0]:
+    if np.any(np.asarray(point[0]) == np.asarray(weak[0])):
         raise ValueError("ΔIBC is undefined at the weak model's cost")
     method = (point[1] - weak[1]) / (point[0] - weak[0])
     return (method - baseline) / baseline

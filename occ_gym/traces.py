@@ -121,6 +121,7 @@ class TraceRow:
             code=self.code,
             feedback=self.feedback,
             verify_ms=self.verify_ms,
+            wall_ms=self.wall_ms,
         )
 
 

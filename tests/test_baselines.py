@@ -13,7 +13,7 @@ from occ_gym.baselines import (
     VerifierGuided,
 )
 
-from occ_gym.cli import baseline_suite
+from occ_gym.benchmark import baseline_suite
 
 from .conftest import ALWAYS, NEVER, make_crafted_env, rollout
 
@@ -87,6 +87,14 @@ def test_heuristic_occ_exhausted_cascade():
     assert names(env, abstain)[-1] == "ABSTAIN" and info["outcome"] == "abstained"
 
 
+def test_heuristic_occ_depth_cuts_the_cascade(crafted_env):
+    _, _, full = rollout(crafted_env, HeuristicOCC(crafted_env), 0)
+    _, _, shallow = rollout(crafted_env, HeuristicOCC(crafted_env, depth=1), 0)
+    assert full["tier_attempts"] == [1, 1] and full["hidden_pass"]  # never, then always
+    assert shallow["tier_attempts"] == [1, 0] and not shallow["hidden_pass"]
+    assert HeuristicOCC(crafted_env, depth=1).name == "HeuristicOCC(depth 1)"
+
+
 def test_hindsight_oracle_takes_the_cheapest_sure_pass(crafted_env):
     actions, ret, _info = rollout(crafted_env, HindsightOracle(crafted_env), 0)
     assert names(crafted_env, actions) == ["ATTEMPT(always)", "SUBMIT"]
@@ -151,5 +159,7 @@ def test_bad_baseline_arguments(sim_env):
         VerifierGuided(sim_env, max_tries=0)
     with pytest.raises(ValueError, match="on_exhausted"):
         HeuristicOCC(sim_env, on_exhausted="retry")
+    with pytest.raises(ValueError, match="depth"):
+        HeuristicOCC(sim_env, depth=4)
     with pytest.raises(TypeError, match="occ-gym environment"):
         FixedTier(gym.make("CartPole-v1"), 0)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from occ_gym.baselines import FixedTier, HeuristicOCC, VerifierGuided
 
-from occ_gym.cli import REFERENCE, main
-from occ_gym.evaluation import evaluate
+from occ_gym.cli import main
+from occ_gym.evaluation import EPISODE_COLUMNS, evaluate, run_episodes
 
 
 def test_evaluate_reports_rates_and_means(sim_env):
@@ -39,23 +37,15 @@ def test_evaluate_rejects_bad_episode_counts(sim_env, episodes):
         evaluate(FixedTier(sim_env, 0), sim_env, episodes=episodes)
 
 
-def test_bench_writes_json_and_leaderboard(tmp_path, capsys):
-    out = tmp_path / "results"
-    assert main(["bench", "--episodes", "25", "--seed", "3", "--out", str(out)]) == 0
-    report = json.loads((out / "bench.json").read_text())
-    policies = [row["policy"] for row in report["results"]]
-    assert policies[-1] == "HindsightOracle (upper bound)" and REFERENCE in policies
-    assert "MaskablePPO (shipped)" in policies  # the allocator the package ships
-    assert len(policies) == 10 and report["episodes"] == 25 and report["seed"] == 3
-    reference = next(row for row in report["results"] if row["policy"] == REFERENCE)
-    assert reference["compute_saving_vs_reference"] == 0.0
-    board = (out / "leaderboard.md").read_text()
-    assert "--episodes 25 --seed 3" in board and board.count("\n| ") == 11
-    assert "FixedTier(cheap)" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize(
-    "argv", [["bench", "--episodes", "0"], ["bench", "--env", "Nope-v0"], ["fly"]]
+    "argv",
+    [
+        ["bench", "--episodes", "0"],
+        ["bench", "--seeds", "0"],
+        ["bench", "--env", "Nope-v0"],
+        ["report"],
+        ["fly"],
+    ],
 )
 def test_bench_rejects_bad_arguments(argv):
     with pytest.raises(SystemExit) as exit_info:
@@ -68,3 +58,13 @@ def test_bench_fails_fast_on_unwritable_out(tmp_path, capsys):
     blocker.write_text("")
     assert main(["bench", "--episodes", "1000000", "--out", str(blocker / "sub")]) == 2
     assert "error" in capsys.readouterr().out
+
+
+def test_run_episodes_records_every_column_per_episode(sim_env):
+    log = run_episodes(FixedTier(sim_env, "expensive"), sim_env, 20, seed=1)
+    assert set(log) == set(EPISODE_COLUMNS) and all(len(v) == 20 for v in log.values())
+    assert (log["first_tier"] == 2).all() and (log["repairs"] == 0).all()
+    assert ((log["difficulty"] >= 0) & (log["difficulty"] <= 1)).all()
+    assert (log["model_compute"] == log["compute"]).all()  # no VERIFY: all compute is the model's
+    guided = run_episodes(VerifierGuided(sim_env, "cheap", max_tries=3), sim_env, 20, seed=1)
+    assert (guided["compute"] > guided["model_compute"]).all()

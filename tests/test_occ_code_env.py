@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from occ_gym.baselines import VerifierGuided
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from occ_gym.cli import main as cli_main
+from occ_gym.evaluation import run_episodes
 from occ_gym.record import RecordPlan, record
 
 ACTIONS = ("ATTEMPT(cheap)", "VERIFY", "REPAIR", "ATTEMPT(expensive)", "VERIFY", "SUBMIT")
@@ -92,12 +95,28 @@ def test_bad_kwargs_fail_clearly():
         gym.make("OCC-CodeSim-v0", mode="live")
 
 
-def test_bench_runs_on_occ_code(tmp_path, capsys):
-    code = cli_main(
-        ["bench", "--env", "OCC-Code-v0", "--episodes", "20", "--seed", "0", "--out", str(tmp_path)]
-    )
-    assert code == 0
+def test_wall_time_adds_the_recorded_writing_and_verifying_times(replay_env):
+    log = run_episodes(VerifierGuided(replay_env, "medium", max_tries=2), replay_env, 10, seed=0)
+    assert (log["wall_ms"] > 0).all()
+    inner = replay_env.unwrapped
+    replay_env.reset(seed=3)
+    attempt = inner.peek_attempt(0, 0, 0)
+    replay_env.step(inner.action_layout.attempt(0))
+    replay_env.step(inner.action_layout.verify)
+    _, _, _, _, info = replay_env.step(inner.action_layout.abstain)
+    assert info["wall_ms"] == pytest.approx(attempt.wall_ms + attempt.verify_ms)
+    assert attempt.wall_ms > 0 and attempt.verify_ms > 0
+
+
+def test_bench_runs_on_occ_code_with_the_shipped_lambda_sweep(tmp_path, capsys):
+    argv = ["bench", "--env", "OCC-Code-v0", "--episodes", "20", "--seeds", "2"]
+    assert cli_main([*argv, "--resamples", "100", "--out", str(tmp_path)]) == 0
     assert "FixedTier(expensive)" in (tmp_path / "leaderboard.md").read_text()
+    results = json.loads((tmp_path / "results.json").read_text())
+    curve = next(c for c in results["curves"] if c["family"] == "MaskablePPO (shipped)")
+    assert len(curve["points"]) == 5 and "MaskablePPO (shipped, λ=0.002)" in curve["points"]
+    oracles = [e for e in results["entries"] if e["family"] == "HindsightOracle (upper bound)"]
+    assert sorted(e["compute_penalty"] for e in oracles) == [0.00025, 0.0005, 0.001, 0.002, 0.004]
 
 
 def test_readme_usage_example_runs(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,7 +12,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from occ_gym.train.policy import PolicyFileError, load_policy, shipped_policy_path
+from occ_gym.train.policy import (
+    PolicyFileError,
+    load_policy,
+    shipped_policies,
+    shipped_policy_path,
+)
 from occ_gym.train.ppo import TrainConfig, TrainError, parse_override, resolve, train
 
 import occ_gym
@@ -148,6 +154,8 @@ def test_the_same_seed_trains_the_same_weights(tmp_path):
         ({"n_envs": 0}, "n_envs must be an int >= 1"),
         ({"overrides": {"learning_rat": 0.1}}, "takes no hyperparameter(s) ['learning_rat']"),
         ({"resume": "/nonexistent/last.zip"}, "no checkpoint to resume"),
+        ({"env_kwargs": {"oracle": {"lamda": 1.0}}}, "refuses env_kwargs"),
+        ({"env_kwargs": {"split": "test"}}, "may not set split"),
     ],
 )
 def test_bad_arguments_fail_before_training_with_a_clear_message(tmp_path, changes, message):
@@ -178,6 +186,22 @@ def test_the_cli_reports_bad_arguments_and_exits_2(tmp_path, capsys):
     code = cli_main(["train", "--env", "Nope-v0", "--out", str(tmp_path / "run")])
     assert code == 2
     assert "unknown env id 'Nope-v0'" in capsys.readouterr().out
+
+
+def test_env_kwargs_reach_the_envs_and_the_recorded_command(tmp_path):
+    config = replace(
+        tiny_config(tmp_path / "run", "OCC-CodeSim-v0", "maskable_ppo"),
+        env_kwargs={"oracle": {"compute_penalty": 0.004}, "max_steps": 6},
+    )
+    result = train(config)
+    command = result.record["command"]
+    assert "--env-kwarg 'oracle={compute_penalty = 0.004}'" in command
+    assert "--env-kwarg max_steps=6" in command
+    env = result.model.get_env().envs[0]
+    assert env.unwrapped.oracle.compute_penalty == 0.004 and env.unwrapped.max_steps == 6
+    arguments = shlex.split(command)[2:]
+    flags = [arguments[i + 1] for i, arg in enumerate(arguments) if arg == "--env-kwarg"]
+    assert dict(map(parse_override, flags)) == config.env_kwargs
 
 
 def test_overrides_are_toml_values():
@@ -212,6 +236,10 @@ def test_bench_puts_a_trained_policy_in_the_same_table(tiny_run, tmp_path, capsy
             env_id,
             "--episodes",
             "10",
+            "--seeds",
+            "1",
+            "--resamples",
+            "50",
             "--policy",
             str(result.out / "best.zip"),
             "--out",
@@ -219,7 +247,8 @@ def test_bench_puts_a_trained_policy_in_the_same_table(tiny_run, tmp_path, capsy
         ]
     )
     assert code == 0
-    names = [row["policy"] for row in json.loads((out / "bench.json").read_text())["results"]]
+    results = json.loads((out / "results.json").read_text())
+    names = [entry["label"] for entry in results["entries"]]
     assert any(name.startswith("MaskablePPO(") and "best.zip" in name for name in names)
     assert names[-1].startswith("HindsightOracle")
 
@@ -237,22 +266,27 @@ def test_config_hashes_are_identical_in_two_processes():
 
 
 @pytest.mark.parametrize("env_id", occ_gym.ENV_IDS)
-def test_the_shipped_policy_matches_the_shipped_env_and_plays_legally(env_id):
-    path = shipped_policy_path(env_id)
-    assert path is not None, f"no shipped policy for {env_id} (make policies)"
-    record = json.loads((path.parent / "run.json").read_text())
-    assert set(record) >= RUN_FIELDS
-    assert record["command"].startswith(f"occ-gym train --env {env_id} ")
-    env = gym.make(env_id, split="test")
-    assert record["env_hash"] == env_hash(env), "the env changed since the policy was trained"
-    policy = load_policy(path)
-    obs, _ = env.reset(seed=0)
-    for _ in range(200):
-        mask = env.unwrapped.action_masks()
-        action, _ = policy.predict(obs, action_masks=mask)
-        obs, _, terminated, truncated, _ = env.step(int(action))
-        if terminated or truncated:
-            obs, _ = env.reset()
+def test_the_shipped_policies_match_the_shipped_env_and_play_legally(env_id):
+    assert shipped_policy_path(env_id) is not None, f"no shipped policy for {env_id}"
+    shipped = shipped_policies(env_id)
+    penalties = [penalty for penalty, _ in shipped]
+    assert len(set(penalties)) == len(penalties), "two shipped policies share a λ"
+    for penalty, path in shipped:
+        record = json.loads((path.parent / "run.json").read_text())
+        assert set(record) >= RUN_FIELDS
+        assert record["command"].startswith(f"occ-gym train --env {env_id} ")
+        env = gym.make(env_id, split="test", **record["config"]["env_kwargs"])
+        assert env.unwrapped.oracle.compute_penalty == penalty
+        assert record["env_hash"] == env_hash(env), f"{path}: the env changed since training"
+        policy = load_policy(path)
+        obs, _ = env.reset(seed=0)
+        for _ in range(100):
+            mask = env.unwrapped.action_masks()
+            action, _ = policy.predict(obs, action_masks=mask)
+            assert mask[int(action)]
+            obs, _, terminated, truncated, _ = env.step(int(action))
+            if terminated or truncated:
+                obs, _ = env.reset()
 
 
 def test_training_runs_on_subprocess_envs(tmp_path):

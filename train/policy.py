@@ -7,15 +7,22 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+import occ_gym  # noqa: F401  (registers the env ids that gym.spec reads)
+from occ_gym.oracle import ImpactOracle
+
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "occ_gym" / "assets" / "policies"
-"""Shipped policies: ``<env id>/policy.zip`` with the ``run.json`` of the run that made it."""
+"""Shipped policies: ``<env id>/policy.zip`` with the ``run.json`` of the run that made it,
+trained at the env's own compute weight λ; ``<env id>/lambda=<λ>/`` holds the same recipe
+trained at other λ (the points of its cost-quality curve)."""
 MASKABLE_MODULE = "sb3_contrib.common.maskable.policies"
 
 
@@ -97,9 +104,29 @@ def load_policy(path: str | Path, name: str | None = None) -> LearnedPolicy:
 
 
 def shipped_policy_path(env_id: str) -> Path | None:
-    """The policy this package ships for ``env_id``, if any."""
+    """The policy this package ships for ``env_id`` at its own λ, if any."""
     path = POLICIES_DIR / env_id / "policy.zip"
     return path if path.is_file() else None
+
+
+def registered_compute_penalty(env_id: str) -> float:
+    """The compute weight λ an env id is registered with."""
+    return ImpactOracle(**(gym.spec(env_id).kwargs.get("oracle") or {})).compute_penalty
+
+
+def trained_compute_penalty(record: dict[str, Any]) -> float:
+    """The compute weight λ of the env a run trained on (its env_kwargs, else the env's own)."""
+    trained = record["config"]["env_kwargs"].get("oracle") or {}
+    return trained.get("compute_penalty", registered_compute_penalty(record["env_id"]))
+
+
+def shipped_policies(env_id: str) -> list[tuple[float, Path]]:
+    """Every policy shipped for ``env_id`` with the λ it was trained at, by λ."""
+    found = []
+    for path in sorted((POLICIES_DIR / env_id).glob("**/policy.zip")):
+        record = json.loads((path.parent / "run.json").read_text())
+        found.append((trained_compute_penalty(record), path))
+    return sorted(found)
 
 
 def _is_maskable(path: Path) -> bool:
@@ -120,6 +147,9 @@ def ship_policy(run_folder: Path, checkpoint: str = "last.zip") -> Path:
     """Copy a run's checkpoint and run.json into the package as its env's shipped policy."""
     record = json.loads((run_folder / "run.json").read_text())
     target = POLICIES_DIR / record["env_id"]
+    penalty = trained_compute_penalty(record)
+    if penalty != registered_compute_penalty(record["env_id"]):
+        target = target / f"lambda={penalty:g}"
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_folder / checkpoint, target / "policy.zip")
     record["shipped_checkpoint"] = checkpoint

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -167,6 +168,14 @@ def resolve(config: TrainConfig) -> ResolvedRun:
         raise TrainError(f"{config.algo} takes no hyperparameter(s) {unknown}")
     if "illegal_action_penalty" in hyperparams and config.algo != "ppo":
         raise TrainError("illegal_action_penalty is for plain PPO (MaskablePPO reads masks)")
+    if "split" in config.env_kwargs:
+        raise TrainError("env_kwargs may not set split: training and evaluation choose their own")
+    try:
+        gym.make(config.env_id, **config.env_kwargs).close()
+    except (TypeError, ValueError) as error:
+        raise TrainError(
+            f"{config.env_id} refuses env_kwargs {dict(config.env_kwargs)}: {error}"
+        ) from error
     if config.resume is not None and not Path(config.resume).is_file():
         raise TrainError(f"no checkpoint to resume at {config.resume}")
     out = Path(config.out)
@@ -450,12 +459,26 @@ def _command_for(run: ResolvedRun) -> str:
         f"--timesteps {run.timesteps} --seed {config.seed} --n-envs {run.n_envs}",
         f"--out {config.out}",
     ]
-    parts += [f"--set {k}={json.dumps(v)}" for k, v in sorted(config.overrides.items())]
+    for flag, values in (("--set", config.overrides), ("--env-kwarg", config.env_kwargs)):
+        parts += [
+            f"{flag} {shlex.quote(f'{k}={toml_value(v)}')}" for k, v in sorted(values.items())
+        ]
     return " ".join(parts)
 
 
-def with_overrides(config: TrainConfig, texts: Sequence[str]) -> TrainConfig:
-    """``config`` with ``key=value`` overrides added."""
+def toml_value(value: Any) -> str:
+    """``value`` as the TOML text ``parse_override`` reads back."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def with_overrides(
+    config: TrainConfig, texts: Sequence[str], env_texts: Sequence[str] = ()
+) -> TrainConfig:
+    """``config`` with ``key=value`` hyperparameter and env-kwarg overrides added."""
     overrides = dict(config.overrides)
     overrides.update(parse_override(text) for text in texts)
-    return replace(config, overrides=overrides)
+    env_kwargs = dict(config.env_kwargs)
+    env_kwargs.update(parse_override(text) for text in env_texts)
+    return replace(config, overrides=overrides, env_kwargs=env_kwargs)

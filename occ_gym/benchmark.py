@@ -1,0 +1,420 @@
+"""``occ-gym bench``: every policy on the same held-out problems, with error bars and curves.
+
+Each **entry** is one policy at one setting of its knob (a tier, a retry count, a cascade depth,
+or the compute weight λ it was trained for). Every entry plays the same ``episodes`` problems
+for each of ``seeds`` evaluation seeds (seed block k plays ``env.reset(seed=base + k *
+episodes + i)``), so all comparisons are paired. A **family** is one policy over its knob; its
+entries trace a cost-quality curve.
+
+The results are plain numbers (``results.json``); ``occ_gym.report`` turns them into the
+leaderboard, the Pareto plot and the findings. Every interval is a 95% percentile bootstrap
+over episodes, drawn once and shared by every entry, so differences stay paired.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from occ_gym import metrics
+from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPolicy, VerifierGuided
+from occ_gym.baselines.base import BaselinePolicy, Policy
+from occ_gym.env import occ_env
+from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
+from occ_gym.findings import compute_findings
+from occ_gym.hashing import env_hash, file_digest, library_versions, stable_hash
+
+BENCH_VERSION = 1
+REFERENCE = "FixedTier(expensive)"
+"""The strong model: always the big tier. Cost cuts are measured at its hidden pass."""
+ORACLE = "HindsightOracle (upper bound)"
+SHIPPED = "MaskablePPO (shipped)"
+RETRY_COUNTS = (1, 2, 3, 4)
+HEADLINE_RETRIES = 3
+CPT_LEVELS = (0.5, 0.8, 0.95)
+ENTRY_METRICS = tuple(c for c in EPISODE_COLUMNS if c not in ("first_tier", "difficulty"))
+"""Per-episode columns averaged for every entry (see ``evaluation.EPISODE_COLUMNS``)."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark run."""
+
+    env_id: str = "OCC-Code-v0"
+    split: str = "test"
+    episodes: int = 1000
+    """Problems per seed."""
+    seeds: int = 5
+    seed: int = 0
+    """The first evaluation seed; seed block k starts at ``seed + k * episodes``."""
+    policy_paths: tuple[str, ...] = ()
+    """Trained policies (.zip or run folder) to add, each as its own family."""
+    resamples: int = 1000
+    """Bootstrap resamples behind every interval."""
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "seeds", "resamples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed + k * self.episodes for k in range(self.seeds)]
+
+    @property
+    def command(self) -> str:
+        return (
+            f"occ-gym bench --env {self.env_id} --split {self.split} --episodes {self.episodes} "
+            f"--seeds {self.seeds} --seed {self.seed} --resamples {self.resamples}"
+        ) + "".join(f" --policy {path}" for path in self.policy_paths)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One policy at one knob setting, played in the env of compute weight ``compute_penalty``."""
+
+    label: str
+    family: str
+    knob: str
+    knob_value: float | str | None
+    compute_penalty: float
+    headline: bool
+    build: Callable[[gym.Env, int], Policy] = field(repr=False, compare=False)
+    """A fresh policy for an env and an evaluation seed."""
+    learned: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["build"]
+        return data
+
+
+def baseline_suite(env: gym.Env, seed: int) -> list[BaselinePolicy]:
+    """Every baseline at its headline setting, in table order; the hindsight oracle last."""
+    tiers = occ_env(env).action_layout.tier_names
+    return [
+        *(FixedTier(env, name) for name in tiers),
+        *(VerifierGuided(env, name, max_tries=HEADLINE_RETRIES) for name in tiers),
+        HeuristicOCC(env),
+        RandomPolicy(env, seed=seed),
+        HindsightOracle(env),
+    ]
+
+
+def bench_entries(config: BenchConfig, env: gym.Env) -> list[Entry]:
+    """The rules over their knobs, the shipped policies over λ, the given policies, and the
+    hindsight oracle at every λ any entry plays at."""
+    from occ_gym.train.policy import load_policy, shipped_policies
+
+    inner = occ_env(env)
+    tiers = inner.action_layout.tier_names
+    penalty = inner.oracle.compute_penalty
+    entries = [
+        Entry(f"FixedTier({t})", "FixedTier", "tier", t, penalty, True, _fixed(t)) for t in tiers
+    ]
+    for tier in tiers:
+        for tries in RETRY_COUNTS:
+            entries.append(
+                Entry(
+                    f"VerifierGuided({tier}, {tries})",
+                    f"VerifierGuided({tier})",
+                    "max_tries",
+                    tries,
+                    penalty,
+                    tries == HEADLINE_RETRIES,
+                    _guided(tier, tries),
+                )
+            )
+    for depth in range(1, len(tiers) + 1):
+        name = "HeuristicOCC" if depth == len(tiers) else f"HeuristicOCC(depth {depth})"
+        full = depth == len(tiers)
+        entries.append(
+            Entry(name, "HeuristicOCC", "depth", depth, penalty, full, _heuristic(depth))
+        )
+    entries.append(Entry("RandomPolicy", "RandomPolicy", "", None, penalty, True, _random))
+    for trained_penalty, path in shipped_policies(config.env_id):
+        default = trained_penalty == penalty
+        label = SHIPPED if default else f"{SHIPPED[:-1]}, λ={trained_penalty:g})"
+        policy = load_policy(path, name=label)
+        entries.append(
+            Entry(
+                label, SHIPPED, "λ", trained_penalty, trained_penalty, default, _same(policy), True
+            )
+        )
+    for path in config.policy_paths:
+        policy = load_policy(path)
+        entries.append(
+            Entry(policy.name, policy.name, "", None, penalty, True, _same(policy), True)
+        )
+    for value in sorted({e.compute_penalty for e in entries}):
+        label = ORACLE if value == penalty else f"{ORACLE[:-1]}, λ={value:g})"
+        entries.append(Entry(label, ORACLE, "λ", value, value, value == penalty, _oracle))
+    labels = [e.label for e in entries]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"two policies share the name(s) {repeated}: give each file its own name")
+    return entries
+
+
+def _fixed(tier: str) -> Callable[[gym.Env, int], Policy]:
+    return lambda env, seed: FixedTier(env, tier)
+
+
+def _guided(tier: str, tries: int) -> Callable[[gym.Env, int], Policy]:
+    return lambda env, seed: VerifierGuided(env, tier, max_tries=tries)
+
+
+def _heuristic(depth: int) -> Callable[[gym.Env, int], Policy]:
+    return lambda env, seed: HeuristicOCC(env, depth=depth)
+
+
+def _random(env: gym.Env, seed: int) -> Policy:
+    return RandomPolicy(env, seed=seed)
+
+
+def _oracle(env: gym.Env, seed: int) -> Policy:
+    return HindsightOracle(env)
+
+
+def _same(policy: Policy) -> Callable[[gym.Env, int], Policy]:
+    return lambda env, seed: policy
+
+
+class Bench:
+    """Runs the entries and turns their episodes into ``results.json``'s numbers."""
+
+    def __init__(self, config: BenchConfig):
+        self.config = config
+        self.envs: dict[float, gym.Env] = {}
+        self.env = self._env(None)
+        self.penalty = occ_env(self.env).oracle.compute_penalty
+        self.envs[self.penalty] = self.env
+        self.entries = bench_entries(config, self.env)
+        self.logs: dict[str, dict[str, np.ndarray]] = {}
+        """Per-episode columns of every entry, by label (after ``run``)."""
+        self.columns: dict[str, dict[str, np.ndarray]] = {}
+        """The logs with each entry's per-episode regret against the oracle at its λ."""
+
+    def _env(self, penalty: float | None) -> gym.Env:
+        kwargs: dict[str, Any] = {"split": self.config.split}
+        if penalty is not None:
+            kwargs["oracle"] = {"compute_penalty": penalty}
+        return gym.make(self.config.env_id, **kwargs)
+
+    def env_for(self, penalty: float) -> gym.Env:
+        if penalty not in self.envs:
+            self.envs[penalty] = self._env(penalty)
+        return self.envs[penalty]
+
+    def run(self, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Play every entry on every seed, then compute every number of the results."""
+        for entry in self.entries:
+            env = self.env_for(entry.compute_penalty)
+            blocks = [
+                run_episodes(entry.build(env, seed), env, self.config.episodes, seed=seed)
+                for seed in self.config.seed_list
+            ]
+            self.logs[entry.label] = {
+                name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]
+            }
+            if progress is not None:
+                progress(entry.label)
+        results = self.results()
+        for env in self.envs.values():
+            env.close()
+        return results
+
+    # ------------------------------------------------------------------ numbers
+
+    def results(self) -> dict[str, Any]:
+        config = self.config
+        rng = np.random.default_rng(config.seed)
+        n = config.episodes * config.seeds
+        # One resample of the episodes per row, shared by every entry: paired intervals.
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=config.resamples) / n
+        self.columns = self._with_regret()
+        boot = {
+            label: {name: weights @ log[name] for name in (*ENTRY_METRICS, "regret")}
+            for label, log in self.columns.items()
+        }
+        weak, strong = self._weak_strong()
+        entries = [self._entry_numbers(entry, boot, weak, strong) for entry in self.entries]
+        cost_range = self._cost_range()
+        curves = [
+            self._curve_numbers(family, labels, boot, weak, strong, cost_range)
+            for family, labels in self._families().items()
+            if family != ORACLE
+        ]
+        results = {
+            "bench_version": BENCH_VERSION,
+            "command": config.command,
+            "config": asdict(config),
+            "cfg_hash": stable_hash({**asdict(config), "bench_version": BENCH_VERSION}),
+            "env_id": config.env_id,
+            "env_hash": env_hash(self.env),
+            "policy_digests": self._policy_digests(),
+            "split": config.split,
+            "episodes": config.episodes,
+            "seeds": config.seed_list,
+            "compute_penalty": self.penalty,
+            "reference": REFERENCE,
+            "weak": weak,
+            "strong": strong,
+            "oracle": ORACLE,
+            "cost_range": list(cost_range),
+            "versions": library_versions(),
+            "entries": entries,
+            "curves": curves,
+        }
+        results["findings"] = compute_findings(self, results, rng)
+        return results
+
+    def _with_regret(self) -> dict[str, dict[str, np.ndarray]]:
+        oracle_return = {
+            e.compute_penalty: self.logs[e.label]["return"]
+            for e in self.entries
+            if e.family == ORACLE
+        }
+        return {
+            e.label: {
+                **self.logs[e.label],
+                "regret": oracle_return[e.compute_penalty] - self.logs[e.label]["return"],
+            }
+            for e in self.entries
+        }
+
+    def _entry_numbers(
+        self, entry: Entry, boot: dict[str, dict[str, np.ndarray]], weak: str, strong: str
+    ) -> dict[str, Any]:
+        """Every metric's mean, interval and per-seed means; ΔIBC against weak → strong."""
+        log = self.columns[entry.label]
+        numbers = {}
+        per_seed = self.config.episodes
+        for name, draws in boot[entry.label].items():
+            values = log[name]
+            numbers[name] = {
+                "mean": float(values.mean()),
+                "ci": _interval(draws),
+                "per_seed": [float(v) for v in values.reshape(-1, per_seed).mean(axis=1)],
+            }
+
+        def point(columns: dict[str, Any], observed: bool) -> tuple[Any, Any]:
+            if observed:
+                return float(columns["compute"].mean()), float(columns["hidden_pass"].mean())
+            return columns["compute"], columns["hidden_pass"]
+
+        try:
+            mean = metrics.delta_ibc(
+                point(log, True), point(self.logs[weak], True), point(self.logs[strong], True)
+            )
+            draws = metrics.delta_ibc(
+                point(boot[entry.label], False),
+                point(boot[weak], False),
+                point(boot[strong], False),
+            )
+            numbers["delta_ibc"] = {"mean": float(mean), "ci": _interval(draws)}
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            numbers["delta_ibc"] = {"mean": None, "ci": [None, None]}
+        return {**entry.describe(), "metrics": numbers}
+
+    def _weak_strong(self) -> tuple[str, str]:
+        fixed = [e.label for e in self.entries if e.family == "FixedTier"]
+        return fixed[0], REFERENCE if REFERENCE in fixed else fixed[-1]
+
+    def _families(self) -> dict[str, list[str]]:
+        families: dict[str, list[str]] = {}
+        for entry in self.entries:
+            families.setdefault(entry.family, []).append(entry.label)
+        return families
+
+    def _cost_range(self) -> tuple[float, float]:
+        costs = [self.logs[e.label]["compute"].mean() for e in self.entries if e.family != ORACLE]
+        return float(min(costs)), float(max(costs))
+
+    def _curve_numbers(
+        self,
+        family: str,
+        labels: list[str],
+        boot: dict[str, dict[str, np.ndarray]],
+        weak: str,
+        strong: str,
+        cost_range: tuple[float, float],
+    ) -> dict[str, Any]:
+        def points(means: dict[str, dict[str, Any]], row: int | None) -> dict[str, Any]:
+            def point(label: str) -> tuple[float, float]:
+                cost, quality = means[label]["compute"], means[label]["hidden_pass"]
+                if row is None:
+                    return float(cost), float(quality)
+                return float(cost[row]), float(quality[row])
+
+            return {
+                "family": [point(x) for x in labels],
+                "weak": point(weak),
+                "strong": point(strong),
+            }
+
+        observed = {
+            label: {name: self.logs[label][name].mean() for name in ("compute", "hidden_pass")}
+            for label in {*labels, weak, strong}
+        }
+        full = _curve_metrics(points(observed, None), cost_range)
+        draws = [
+            _curve_metrics(points(boot, row), cost_range) for row in range(self.config.resamples)
+        ]
+        entry = next(e for e in self.entries if e.family == family)
+        return {
+            "family": family,
+            "knob": entry.knob,
+            "points": labels,
+            "metrics": {
+                name: {"mean": _finite(value), "ci": _interval([d[name] for d in draws])}
+                for name, value in full.items()
+            },
+        }
+
+    def _policy_digests(self) -> dict[str, str]:
+        from occ_gym.train.policy import shipped_policies
+
+        paths = [path for _, path in shipped_policies(self.config.env_id)]
+        paths += [Path(p) for p in self.config.policy_paths if Path(p).is_file()]
+        return {str(path): file_digest(path) for path in paths}
+
+
+def _curve_metrics(points: dict[str, Any], cost_range: tuple[float, float]) -> dict[str, float]:
+    family, weak, strong = points["family"], points["weak"], points["strong"]
+    values = {
+        "aiq": metrics.aiq(family, cost_range),
+        "apgr": metrics.apgr(family, weak, strong),
+        "cost_cut": metrics.cost_cut_at(family, strong),
+    }
+    for level in CPT_LEVELS:
+        values[f"cpt{round(level * 100)}"] = metrics.cpt(family, weak, strong, level)
+    return values
+
+
+def _interval(draws: Iterable[float]) -> list[float | None]:
+    """The 2.5th and 97.5th percentiles of the draws (order statistics, so a draw that never
+    reached its target, inf, stays inf and becomes null)."""
+    values = np.sort(np.asarray(list(draws), dtype=float))
+    low, high = values[int(0.025 * (len(values) - 1))], values[-1 - int(0.025 * (len(values) - 1))]
+    return [_finite(low), _finite(high)]
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no inf or nan: a value that is not finite (never reached) is null."""
+    return float(value) if np.isfinite(value) else None
+
+
+def write_results(results: dict[str, Any], out: Path) -> Path:
+    """Write ``results.json`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,139 @@
+"""``occ-gym bench`` and ``occ-gym report``: results, intervals, curves, findings, re-rendering."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from occ_gym.train.policy import shipped_policy_path
+
+from occ_gym.benchmark import ENTRY_METRICS, ORACLE, REFERENCE, SHIPPED, Bench, BenchConfig
+from occ_gym.cli import main
+from occ_gym.findings import compute_findings, render_findings
+from occ_gym.report import OUTPUTS, render_leaderboard
+
+SMALL = ["--env", "OCC-CodeSim-v0", "--episodes", "40", "--seeds", "2", "--resamples", "200"]
+
+
+@pytest.fixture(scope="module")
+def small_bench() -> tuple[Bench, dict]:
+    bench = Bench(BenchConfig(env_id="OCC-CodeSim-v0", episodes=150, seeds=2, resamples=200))
+    return bench, bench.run()
+
+
+def test_bench_writes_results_and_report_rerenders_them_exactly(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["bench", *SMALL, "--seed", "3", "--out", str(out)]) == 0
+    assert REFERENCE in capsys.readouterr().out  # the leaderboard ends the run
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [3, 43] and results["episodes"] == 40
+    assert results["command"].endswith("--episodes 40 --seeds 2 --seed 3 --resamples 200")
+    assert len(results["cfg_hash"]) == 16 and len(results["env_hash"]) == 16
+    first = {name: (out / name).read_bytes() for name in OUTPUTS}
+    for name in OUTPUTS:
+        (out / name).unlink()
+    assert main(["report", str(out)]) == 0
+    for name in ("leaderboard.md", "findings.md"):
+        assert (out / name).read_bytes() == first[name], name
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_entry_has_every_metric_with_an_interval_around_its_mean(small_bench):
+    _, results = small_bench
+    labels = [entry["label"] for entry in results["entries"]]
+    assert REFERENCE in labels and SHIPPED in labels and labels[-1] == ORACLE
+    assert "VerifierGuided(expensive, 4)" in labels and "HeuristicOCC(depth 1)" in labels
+    for entry in results["entries"]:
+        for name in (*ENTRY_METRICS, "regret"):
+            metric = entry["metrics"][name]
+            low, high = metric["ci"]
+            assert low - 1e-9 <= metric["mean"] <= high + 1e-9, (entry["label"], name)
+            assert len(metric["per_seed"]) == 2
+            assert metric["mean"] == pytest.approx(np.mean(metric["per_seed"]))
+    by_label = {entry["label"]: entry["metrics"] for entry in results["entries"]}
+    assert by_label[results["weak"]]["delta_ibc"]["mean"] is None  # undefined at its own cost
+    assert by_label[REFERENCE]["delta_ibc"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    oracle = next(e for e in results["entries"] if e["label"] == ORACLE)
+    assert oracle["metrics"]["regret"]["mean"] == 0.0
+    assert all(e["metrics"]["regret"]["mean"] >= 0 for e in results["entries"])
+
+
+def test_curves_carry_the_routing_metrics(small_bench):
+    _, results = small_bench
+    curves = {curve["family"]: curve for curve in results["curves"]}
+    assert ORACLE not in curves
+    fixed = curves["FixedTier"]["metrics"]
+    assert fixed["cost_cut"]["mean"] == pytest.approx(0.0)  # the reference is on its own hull
+    assert fixed["cpt50"]["mean"] <= fixed["cpt80"]["mean"] <= fixed["cpt95"]["mean"] <= 0.95
+    for curve in results["curves"]:
+        assert 0.0 <= curve["metrics"]["aiq"]["mean"] <= 1.0
+        assert curve["metrics"]["apgr"]["mean"] >= 0.5 - 1e-9  # weak and strong are always there
+
+
+def test_findings_state_their_numbers_and_test(small_bench):
+    _, results = small_bench
+    keys = [finding["key"] for finding in results["findings"]]
+    assert "learned_vs_best_rule" in keys and "public_pass_hidden_fail" in keys
+    text = render_findings(results)
+    assert text.count("**Finding ") == len(keys) and text.count("\n*Test:* ") == len(keys)
+    comparison = results["findings"][keys.index("learned_vs_best_rule")]["comparisons"][0]
+    assert f"{comparison['delta']:+.3f}" in text
+
+
+def test_findings_are_absent_when_their_data_is_missing(small_bench):
+    bench, results = small_bench
+    rng = np.random.default_rng(0)
+
+    def keys_of(changed: Bench, results: dict = results) -> set[str]:
+        return {finding["key"] for finding in compute_findings(changed, results, rng)}
+
+    assert {"learned_vs_best_rule", "repair_vs_fresh"} <= keys_of(bench)
+    without_learned = copy.copy(bench)
+    without_learned.entries = [e for e in bench.entries if not e.learned]
+    assert not keys_of(without_learned) & {
+        "learned_vs_best_rule",
+        "tier_tracks_difficulty",
+        "where_learned_saves_compute",
+    }
+    without_difficulty = copy.copy(bench)
+    without_difficulty.logs = {
+        label: {**log, "difficulty": np.full_like(log["difficulty"], np.nan)}
+        for label, log in bench.logs.items()
+    }
+    found = keys_of(without_difficulty)
+    assert "tier_tracks_difficulty" not in found and "where_learned_saves_compute" not in found
+    without_repairs = copy.copy(bench)
+    without_repairs.env = gym.make("OCC-CodeSim-v0", split="test", max_steps=2)
+    assert "repair_vs_fresh" not in keys_of(without_repairs)
+    assert "cost_cut_at_matched_quality" not in keys_of(bench, {**results, "curves": []})
+    assert "supports no finding" in render_findings({**results, "findings": []})
+
+
+def test_the_leaderboard_names_its_command_seeds_and_hashes(small_bench):
+    _, results = small_bench
+    board = render_leaderboard(results)
+    assert results["command"] in board and results["cfg_hash"] in board
+    assert "evaluation seeds 0, 150" in board and "**Cost-quality curves.**" in board
+
+
+def test_report_refuses_a_folder_without_results(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.json" in capsys.readouterr().out
+    (tmp_path / "results.json").write_text("{not json")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not valid JSON" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("field", ["episodes", "seeds", "resamples"])
+def test_bench_config_refuses_bad_counts(field):
+    with pytest.raises(ValueError, match=field):
+        BenchConfig(**{field: 0})
+
+
+def test_two_policies_with_one_name_are_refused_before_the_run(capsys):
+    path = str(shipped_policy_path("OCC-CodeSim-v0"))
+    assert main(["bench", *SMALL, "--policy", path, "--policy", path]) == 2
+    assert "share the name" in capsys.readouterr().out
