@@ -29,6 +29,7 @@ def _register_environments() -> None:
         register(
             id="OCC-Code-v0",
             entry_point="occ_gym.env:OCCCodeEnv",
+            vector_entry_point="occ_gym.vector:OCCVectorEnv",
             kwargs={
                 "tiers": "nano",
                 "tasks": "synthetic",
@@ -40,6 +41,7 @@ def _register_environments() -> None:
         register(
             id="OCC-CodeSim-v0",
             entry_point="occ_gym.env:OCCCodeEnv",
+            vector_entry_point="occ_gym.vector:OCCVectorEnv",
             kwargs={"tiers": "simulated", "tasks": "simulated"},
         )
 

@@ -64,3 +64,17 @@ class Attempt:
     @property
     def tokens(self) -> int:
         return self.tokens_in + self.tokens_out
+
+
+OUTCOME_FIELDS = (
+    "public_passed",
+    "public_total",
+    "hidden_passed",
+    "hidden_total",
+    "error_kind",
+    "cost",
+    "tokens",
+    "wall_ms",
+    "verify_ms",
+)
+"""The numbers of an ``Attempt`` that the vector env keeps as arrays, one per attempt."""

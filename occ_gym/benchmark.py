@@ -380,11 +380,18 @@ class Bench:
         }
 
     def _policy_digests(self) -> dict[str, str]:
-        from occ_gym.train.policy import shipped_policies
+        """SHA-256 of every policy file, shipped ones named inside the package (so the record
+        does not depend on where it is installed), given ones as given."""
+        from occ_gym.train.policy import POLICIES_DIR, shipped_policies
 
-        paths = [path for _, path in shipped_policies(self.config.env_id)]
-        paths += [Path(p) for p in self.config.policy_paths if Path(p).is_file()]
-        return {str(path): file_digest(path) for path in paths}
+        digests = {
+            f"shipped:{path.relative_to(POLICIES_DIR).as_posix()}": file_digest(path)
+            for _, path in shipped_policies(self.config.env_id)
+        }
+        for given in self.config.policy_paths:
+            if Path(given).is_file():
+                digests[given] = file_digest(Path(given))
+        return digests
 
 
 def _curve_metrics(points: dict[str, Any], cost_range: tuple[float, float]) -> dict[str, float]:

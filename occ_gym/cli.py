@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_parser.add_argument("--eval-episodes", type=int, default=200)
     train_parser.add_argument("--eval-every", type=int, default=20_000, help="env steps")
-    train_parser.add_argument("--vec-env", default="dummy", help="dummy or subproc")
+    train_parser.add_argument(
+        "--vec-env", default="dummy", help="dummy, subproc or native (the batched occ_gym.vector)"
+    )
     train_parser.add_argument("--resume", help="a checkpoint (.zip) to continue from")
     events_parser = commands.add_parser("events", help="check or summarize JSONL event logs")
     events_parser.add_argument("action", choices=["summarize", "validate"])

@@ -294,3 +294,14 @@ def test_training_runs_on_subprocess_envs(tmp_path):
     result = train(replace(config, timesteps=256))
     assert result.model.num_timesteps == 256
     assert result.record["config"]["vec_env"] == "subproc"
+
+
+def test_training_runs_on_the_native_vector_env(tmp_path):
+    config = tiny_config(tmp_path / "run", "OCC-Code-v0", "maskable_ppo", vec_env="native")
+    result = train(config)
+    assert result.model.num_timesteps >= 512
+    assert (result.out / "monitor" / "native.monitor.csv").is_file()
+    curve = result.record["eval_curve"]
+    assert curve[-1]["mean_return"] == result.record["final_metrics"]["last"]["mean_return"]
+    with pytest.raises(TrainError, match="maskable_ppo"):
+        resolve(replace(config, algo="ppo", out=str(tmp_path / "other")))

@@ -23,6 +23,7 @@ import inspect
 import json
 import shlex
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -40,11 +41,12 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
 import occ_gym
 from occ_gym.evaluation import evaluate
 from occ_gym.hashing import env_hash, library_versions, stable_hash
+from occ_gym.vector import make_sb3_vec_env
 from occ_gym.wrappers import IllegalActionPenalty
 
 try:
@@ -59,7 +61,9 @@ RUN_KEYS = ("n_timesteps", "n_envs", "policy", "illegal_action_penalty")
 """Keys of a hyperparameter table that ``occ-gym train`` reads itself (the rest go to the
 algorithm's constructor)."""
 MONITOR_KEYWORDS = ("hidden_pass", "compute")
-VEC_ENVS = ("dummy", "subproc")
+VEC_ENVS = ("dummy", "subproc", "native")
+"""How the training envs are batched: Python envs in one process, one per subprocess, or the
+native ``occ_gym.vector`` env (numpy over all envs; MaskablePPO only)."""
 RUN_FILE = "run.json"
 
 
@@ -148,6 +152,8 @@ def resolve(config: TrainConfig) -> ResolvedRun:
         raise TrainError(f"unknown algo {config.algo!r}; expected one of {sorted(ALGORITHMS)}")
     if config.vec_env not in VEC_ENVS:
         raise TrainError(f"unknown vec_env {config.vec_env!r}; expected one of {VEC_ENVS}")
+    if config.vec_env == "native" and config.algo != "maskable_ppo":
+        raise TrainError("vec_env native has no illegal-action wrapper: train maskable_ppo on it")
     hyperparams = {**hyperparameters(config.env_id, config.algo), **dict(config.overrides)}
     timesteps = config.timesteps if config.timesteps is not None else hyperparams["n_timesteps"]
     n_envs = config.n_envs if config.n_envs is not None else hyperparams.get("n_envs", 1)
@@ -236,6 +242,10 @@ def make_training_env(
 
     if monitor_dir is not None:
         monitor_dir.mkdir(parents=True, exist_ok=True)
+    if run.config.vec_env == "native" and not seed_each_episode:
+        filename = None if monitor_dir is None else str(monitor_dir / "native")
+        native = make_sb3_vec_env(n_envs, **env_kwargs)
+        return VecMonitor(native, filename=filename, info_keywords=MONITOR_KEYWORDS)
     builders = [factory(rank) for rank in range(n_envs)]
     if run.config.vec_env == "subproc":  # the eval env too: SB3 wants both of one type
         return SubprocVecEnv(builders)
@@ -316,6 +326,13 @@ class HeldOutCurve:
     def init_curve(self, eval_seed: int, started: float) -> None:
         self.eval_seed, self.started = eval_seed, started
         self.curve: list[dict[str, float]] = []
+
+    def _init_callback(self) -> None:
+        # The native vector env trains while one seeded Python env evaluates (so that held-out
+        # episodes are the bench's): different types on purpose, not the mistake SB3 warns of.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Training and eval env are not of the same type")
+            super()._init_callback()
 
     def _on_step(self) -> bool:
         evaluating = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from occ_gym.attempt import Attempt
+from occ_gym.attempt import OUTCOME_FIELDS, Attempt
 from occ_gym.tasks.base import Task
 from occ_gym.tasks.synthetic import SyntheticProblem, problem_for
 from occ_gym.tiers.nano import (
@@ -202,6 +202,23 @@ class NanoTier:
         parent: Attempt | None,
     ) -> Attempt:
         return self.row(task.task_id, sample, repair_round).attempt()
+
+    def outcome_table(self, task_ids: list[str], rounds: int) -> dict[str, np.ndarray]:
+        """Every recorded attempt of the given tasks as arrays ``(task, sample, round)``, the
+        fields of ``Attempt`` the vector env reads; nan where the table has no row (the repair
+        of a candidate that passed its public tests, which no episode can ask for)."""
+        shape = (len(task_ids), self.samples_per_task, rounds)
+        table = {name: np.full(shape, np.nan) for name in OUTCOME_FIELDS}
+        for t, task_id in enumerate(task_ids):
+            for sample in range(self.samples_per_task):
+                for r in range(rounds):
+                    row = self.traces.row((task_id, self.name, sample, r))
+                    if row is None:
+                        continue
+                    attempt = row.attempt()
+                    for name in OUTCOME_FIELDS:
+                        table[name][t, sample, r] = getattr(attempt, name)
+        return table
 
     def close(self) -> None:
         if self.live is not None:

@@ -123,10 +123,17 @@ class SimulatedTier:
             kind: simulation.repair_odds_factor * factor
             for kind, factor in zip(FAILURE_KINDS, simulation.repair_odds_by_error, strict=True)
         }
+        self._factor_by_error = np.ones(len(ErrorKind))  # the same factors, by ErrorKind value
+        for kind, factor in self._repair_factor.items():
+            self._factor_by_error[int(kind)] = factor
+        self._failure_kinds = np.array([int(kind) for kind in FAILURE_KINDS])
 
     def attempt_cost(self, task: Task, repair_round: int) -> float:
-        sim = self.simulation
-        r = repair_round
+        return self.round_cost(repair_round)
+
+    def round_cost(self, repair_round: Any) -> Any:
+        """Cost units of an attempt at ``repair_round`` (an int, or an array of them)."""
+        sim, r = self.simulation, repair_round
         return self.spec.cost * (
             1.0 + sim.repair_context_cost * r + sim.repair_attention_cost * r * r
         )
@@ -186,6 +193,60 @@ class SimulatedTier:
             tokens_in=task.prompt_tokens + context,
             tokens_out=self.spec.output_tokens,
         )
+
+    def outcomes(
+        self,
+        difficulty: np.ndarray,
+        public_tests: np.ndarray,
+        hidden_tests: np.ndarray,
+        prompt_tokens: np.ndarray,
+        draws: np.ndarray,
+        repair_round: np.ndarray,
+        parent_error: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """``attempt`` for many attempts at once (one per row), for the vector env.
+
+        ``draws`` is ``(rows, DRAWS_PER_ATTEMPT)``; the other arguments hold one value per row,
+        ``parent_error`` the error kind of the attempt a repair repairs (unused for fresh ones).
+        Each array returned equals, row by row, the field ``attempt`` gives with the same draws:
+        tests/test_vector.py holds the two together.
+        """
+        spec, sim = self.spec, self.simulation
+        base = spec.easy_pass + (spec.hard_pass - spec.easy_pass) * difficulty
+        with np.errstate(divide="ignore", invalid="ignore"):
+            odds = base / (1.0 - base) * self._factor_by_error[parent_error]
+            repaired = odds / (1.0 + odds)
+        p = np.where((repair_round == 0) | (base >= 1.0), base, repaired)
+        public_draw, hidden_draw, kind_draw, partial_draw = draws.T
+        passed = public_draw < p
+        failure = self._failure_kinds[np.searchsorted(self._failure_cdf, kind_draw, "right")]
+        error = np.where(passed, int(ErrorKind.NONE), failure)
+        syntax = error == int(ErrorKind.SYNTAX)
+        low = hidden_tests // 2
+        hidden_if_pass = np.where(
+            hidden_draw < 1.0 - spec.hidden_falloff,
+            hidden_tests,
+            np.minimum(hidden_tests - 1, low + np.floor(partial_draw * (hidden_tests - low))),
+        )
+        hidden_if_fail = np.where(
+            hidden_draw < sim.hidden_pass_if_public_fail,
+            hidden_tests,
+            np.minimum(hidden_tests - 1, np.floor(partial_draw * (hidden_tests // 2 + 1))),
+        )
+        public_if_fail = np.minimum(public_tests - 1, np.floor(partial_draw * public_tests))
+        r = repair_round
+        context = r * (spec.output_tokens + sim.feedback_tokens)
+        return {
+            "public_passed": np.where(passed, public_tests, np.where(syntax, 0, public_if_fail)),
+            "public_total": public_tests,
+            "hidden_passed": np.where(passed, hidden_if_pass, np.where(syntax, 0, hidden_if_fail)),
+            "hidden_total": hidden_tests,
+            "error_kind": error,
+            "cost": self.round_cost(r),
+            "tokens": prompt_tokens + context + spec.output_tokens,
+            "wall_ms": np.zeros(len(draws)),
+            "verify_ms": np.zeros(len(draws)),
+        }
 
 
 def make_simulated_tiers(

@@ -1,0 +1,150 @@
+"""The native vector env: the same episodes as N single envs, batched masks, SB3 training."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+from sb3_contrib import MaskablePPO
+
+import occ_gym
+from occ_gym.attempt import Attempt, ErrorKind
+from occ_gym.tasks.base import Task
+from occ_gym.tiers.simulated import make_simulated_tiers
+from occ_gym.vector import OCCVectorEnv, SB3VecEnv, make_sb3_vec_env
+
+N = 6
+
+
+@pytest.fixture(scope="module", params=occ_gym.ENV_IDS)
+def env_id(request) -> str:
+    return request.param
+
+
+def play_against_single_envs(env_id: str, mode: AutoresetMode, steps: int, seed: int) -> int:
+    """Step a vector env and N single envs with the same random legal actions; return how many
+    episodes ended. Fails at the first difference."""
+    venv = gym.make_vec(env_id, num_envs=N, split="test", autoreset_mode=mode)
+    singles = [gym.make(env_id, split="test") for _ in range(N)]
+    obs, _ = venv.reset(seed=seed)
+    assert np.array_equal(obs, np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(singles)]))
+    rng = np.random.default_rng(seed)
+    pending, episodes = np.zeros(N, dtype=bool), 0
+    for step in range(steps):
+        masks = venv.unwrapped.action_masks()
+        assert masks.shape == (N, venv.single_action_space.n) and masks.dtype == bool
+        actions = np.array([rng.choice(np.flatnonzero(mask)) for mask in masks])
+        obs, reward, terminated, truncated, info = venv.step(actions)
+        for i, env in enumerate(singles):
+            if pending[i]:  # NEXT_STEP: this step reset sub-env i and ignored its action
+                expected, r, te, tr = env.reset()[0], 0.0, False, False
+            else:
+                assert np.array_equal(masks[i], env.unwrapped.action_masks())
+                expected, r, te, tr, single_info = env.step(int(actions[i]))
+            if (te or tr) and mode == AutoresetMode.SAME_STEP:
+                assert np.array_equal(info["final_obs"][i], expected), (step, i)
+                expected = env.reset()[0]
+            assert np.array_equal(obs[i], expected), (step, i)
+            assert reward[i] == r and terminated[i] == te and truncated[i] == tr, (step, i)
+            if te or tr:
+                episodes += 1
+                for key in ("hidden_pass", "public_pass", "compute", "tokens", "steps"):
+                    assert info[key][i] == single_info[key], (step, i, key)
+                assert info["outcome"][i] == single_info["outcome"]
+        next_step = mode == AutoresetMode.NEXT_STEP
+        pending = (terminated | truncated) if next_step else np.zeros(N, dtype=bool)
+    return episodes
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_the_vector_env_equals_n_single_envs_step_for_step(env_id, mode):
+    assert play_against_single_envs(env_id, mode, steps=400, seed=11) > 100
+
+
+def test_make_vec_returns_the_native_env_with_batched_spaces(env_id):
+    venv = gym.make_vec(env_id, num_envs=N)
+    assert isinstance(venv.unwrapped, OCCVectorEnv)
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    single = gym.make(env_id)
+    assert venv.single_observation_space == single.observation_space
+    assert venv.observation_space.shape == (N, *single.observation_space.shape)
+    assert venv.action_space.shape == (N,)
+    obs, _ = venv.reset(seed=0)
+    assert obs.dtype == np.float32 and venv.observation_space.contains(obs)
+    synced = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync")
+    assert type(synced).__name__ == "SyncVectorEnv"  # the other modes still work
+
+
+def test_seeding_repeats_and_distinguishes_runs():
+    def trajectory(seed: int) -> list[np.ndarray]:
+        venv = gym.make_vec("OCC-CodeSim-v0", num_envs=N)
+        observations = [venv.reset(seed=seed)[0]]
+        for _ in range(20):
+            masks = venv.unwrapped.action_masks()
+            observations.append(venv.step(masks.argmax(axis=1))[0])
+        return observations
+
+    first, again, other = trajectory(3), trajectory(3), trajectory(4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_bad_actions_name_the_sub_env():
+    venv = OCCVectorEnv(3, tiers="simulated", tasks="simulated")
+    venv.reset(seed=0)
+    submit = venv.action_layout.submit
+    with pytest.raises(ValueError, match=r"sub-env 1: action .*SUBMIT.* is illegal now"):
+        venv.step(np.array([0, submit, 0]))
+    with pytest.raises(ValueError, match="outside Discrete"):
+        venv.step(np.array([0, 99, 0]))
+    with pytest.raises(ValueError, match="3 integers"):
+        venv.step(np.array([0, 0]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"budget": 500.0}, "budget"), ({"render_mode": "ansi"}, "render_mode")],
+)
+def test_what_only_the_single_env_supports_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make_vec("OCC-CodeSim-v0", num_envs=2, **kwargs)
+
+
+def test_batched_simulation_equals_the_single_attempt_row_by_row():
+    tiers = make_simulated_tiers()
+    rng = np.random.default_rng(0)
+    rows = 2000
+    difficulty = rng.random(rows)
+    public, hidden, prompt = (
+        rng.integers(1, 4, rows),
+        rng.integers(4, 12, rows),
+        rng.integers(50, 300, rows),
+    )
+    draws, rounds = rng.random((rows, 4)), rng.integers(0, 4, rows)
+    parents = rng.choice([1, 3, 4, 5], rows)
+    for tier in tiers:
+        batch = tier.outcomes(difficulty, public, hidden, prompt, draws, rounds, parents)
+        for j in range(rows):
+            task = Task(
+                "t",
+                np.zeros(4, dtype=np.float32),
+                int(public[j]),
+                int(hidden[j]),
+                int(prompt[j]),
+                float(difficulty[j]),
+            )
+            parent = Attempt(0, 0, 0, 1, 0, 1, ErrorKind(int(parents[j])), 0.0, 0, 0)
+            single = tier.attempt(task, 0, int(rounds[j]), draws[j], parent if rounds[j] else None)
+            for name in ("public_passed", "hidden_passed", "error_kind", "cost", "tokens"):
+                assert batch[name][j] == getattr(single, name), (tier.name, j, name)
+
+
+def test_maskable_ppo_trains_on_the_sb3_adapter():
+    env = make_sb3_vec_env(4, tiers="simulated", tasks="simulated", split="train")
+    assert isinstance(env, SB3VecEnv)
+    model = MaskablePPO("MlpPolicy", env, n_steps=32, batch_size=64, seed=0, device="cpu")
+    model.learn(256)
+    assert model.num_timesteps == 256
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        SB3VecEnv(OCCVectorEnv(2, tiers="simulated", tasks="simulated"))
