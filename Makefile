@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TRACE_TASKS ?= 500
 
-.PHONY: demo test lint format clean models traces policies
+.PHONY: demo test lint format clean models traces policies throughput
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "occ-gym needs Python >= 3.10"; exit 1; }
@@ -67,6 +67,11 @@ policies: $(STAMP)
 	rm -rf runs/shipped-OCC-CodeSim-v0
 	$(BIN)/occ-gym train --env OCC-CodeSim-v0 --seed 0 --out runs/shipped-OCC-CodeSim-v0
 	$(BIN)/python -m occ_gym.train.policy runs/shipped-OCC-CodeSim-v0
+
+# Speed and memory against Gymnasium's CartPole (about 4 minutes), and the README's table.
+throughput: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md README.md throughput
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

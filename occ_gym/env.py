@@ -207,9 +207,12 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self._tier_attempts = np.zeros(num_tiers, dtype=np.int64)
         self._tier_public_passes = np.zeros(num_tiers, dtype=np.int64)
         self._tier_compute = np.zeros(num_tiers, dtype=np.float64)
-        self._slices = {name: field.slice for name, field in self.observation_layout.fields.items()}
+        self._starts = {name: f.start for name, f in self.observation_layout.fields.items()}
+        self._feature_slice = self.observation_layout["prompt_features"]
+        self._attempts_slice = self.observation_layout["tier_attempts"]
         self._episode_active = False
         self._task = None
+        self._tasks: dict[int, Task] = {}
         self._timeline: list[str] = []
         self._ledger: CreditLedger | None = None
         self._broker: ResourceBroker | None = None
@@ -229,7 +232,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         index = self._task_index(options)
-        self._task = self.task_source.task(index)
+        self._task = self._tasks.get(index)
+        if self._task is None:
+            self._task = self._tasks[index] = self.task_source.task(index)
         self._executor.begin_episode(self._task, self.np_random)
         self._fresh_costs = [self._executor.cost(tier, 0) for tier in range(len(self.tiers))]
         self._steps = 0
@@ -547,30 +552,29 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             )
 
     def _observation(self) -> np.ndarray:
-        obs, s = self._obs, self._slices
-        obs[:] = 0.0
-        obs[s["prompt_features"]] = self._task.prompt_features
-        obs[s["tier_attempts"]] = self._tier_attempts / self.max_steps
-        if self._candidate is not None:
+        obs, at = self._obs, self._starts
+        obs.fill(0.0)
+        obs[self._feature_slice] = self._task.prompt_features
+        obs[self._attempts_slice] = self._tier_attempts / self.max_steps
+        candidate = self._candidate
+        if candidate is not None:
             tier, _, repair_round = self._candidate_key
-            obs[s["has_candidate"]] = 1.0
-            obs[s["candidate_tier"].start + tier] = 1.0
-            obs[s["candidate_verdict"].start + self._verdict] = 1.0
+            obs[at["has_candidate"]] = 1.0
+            obs[at["candidate_tier"] + tier] = 1.0
+            obs[at["candidate_verdict"] + self._verdict] = 1.0
             if self._verdict != UNVERIFIED:
-                obs[s["error_kind"].start + int(self._candidate.error_kind)] = 1.0
-                obs[s["public_pass_fraction"]] = (
-                    self._candidate.public_passed / self._candidate.public_total
-                )
-            obs[s["context_length"]] = repair_round / max(1, self._executor.max_repair_rounds)
-        if self._best_verified is not None:
-            best = self._best_verified
-            obs[s["best_public_fraction"]] = best.public_passed / best.public_total
-        obs[s["cost_so_far"]] = min(1.0, self._compute / self._cost_scale)
+                obs[at["error_kind"] + candidate.error_kind] = 1.0
+                obs[at["public_pass_fraction"]] = candidate.public_passed / candidate.public_total
+            obs[at["context_length"]] = repair_round / max(1, self._executor.max_repair_rounds)
+        best = self._best_verified
+        if best is not None:
+            obs[at["best_public_fraction"]] = best.public_passed / best.public_total
+        obs[at["cost_so_far"]] = min(1.0, self._compute / self._cost_scale)
         if self.budget is not None:
-            obs[s["budget_left"]] = max(0.0, 1.0 - self._compute / self.budget)
+            obs[at["budget_left"]] = max(0.0, 1.0 - self._compute / self.budget)
         else:
-            obs[s["budget_left"]] = 1.0
-        obs[s["steps_left"]] = (self.max_steps - self._steps) / self.max_steps
+            obs[at["budget_left"]] = 1.0
+        obs[at["steps_left"]] = (self.max_steps - self._steps) / self.max_steps
         return obs.copy()
 
     def _timeline_line(self, info: dict[str, Any], reward: float) -> str:

@@ -178,6 +178,7 @@ class TraceTable:
         self._columns = table.to_pydict()
         keys = zip(*(self._columns[name] for name in KEY_COLUMNS), strict=True)
         self._index = {key: i for i, key in enumerate(keys)}
+        self._rows: dict[int, TraceRow] = {}
 
     @classmethod
     def read(cls, path: Path) -> TraceTable:
@@ -193,7 +194,11 @@ class TraceTable:
         index = self._index.get(key)
         if index is None:
             return None
-        return TraceRow(**{name: self._columns[name][index] for name in TRACE_SCHEMA.names})
+        row = self._rows.get(index)
+        if row is None:
+            row = TraceRow(**{name: self._columns[name][index] for name in TRACE_SCHEMA.names})
+            self._rows[index] = row
+        return row
 
     def task_ids(self) -> list[str]:
         return list(dict.fromkeys(self._columns["task_id"]))

@@ -163,19 +163,21 @@ class NanoTier:
         self.models_dir = models_dir
         self.config, self.tokenizer, self.card = read_card(models_dir / name)
         self.nominal_cost = self.card["held_out"]["flops_per_fresh_attempt"] / FLOPS_PER_COST_UNIT
-        self._prompt_tokens: dict[str, int] = {}
+        self._costs: dict[tuple[str, int], float] = {}
+        self._attempts: dict[tuple[str, int, int], Attempt] = {}
         self._written: dict[tuple[str, str, int, int], TraceRow] = {}
 
     def attempt_cost(self, task: Task, repair_round: int) -> float:
         """The cost known before the attempt: the prompt's exact token count, a typical body,
         and typical earlier candidates with feedback for a repair. The env charges the
         attempt's real FLOPs."""
-        prompt = self._prompt_tokens.get(task.task_id)
-        if prompt is None:
-            context = repair_context(self.tokenizer, problem_for(task.task_id).prompt, [])
-            prompt = self._prompt_tokens[task.task_id] = len(context)
-        context = prompt + repair_round * REPAIR_ESTIMATE_TOKENS
-        return attempt_flops(self.config, context, BODY_ESTIMATE_TOKENS) / FLOPS_PER_COST_UNIT
+        cost = self._costs.get((task.task_id, repair_round))
+        if cost is None:
+            prompt = len(repair_context(self.tokenizer, problem_for(task.task_id).prompt, []))
+            context = prompt + repair_round * REPAIR_ESTIMATE_TOKENS
+            cost = attempt_flops(self.config, context, BODY_ESTIMATE_TOKENS) / FLOPS_PER_COST_UNIT
+            self._costs[(task.task_id, repair_round)] = cost
+        return cost
 
     def row(self, task_id: str, sample: int, repair_round: int) -> TraceRow:
         key = (task_id, self.name, sample, repair_round)
@@ -201,7 +203,11 @@ class NanoTier:
         draws: np.ndarray,
         parent: Attempt | None,
     ) -> Attempt:
-        return self.row(task.task_id, sample, repair_round).attempt()
+        key = (task.task_id, sample, repair_round)
+        attempt = self._attempts.get(key)
+        if attempt is None:
+            attempt = self._attempts[key] = self.row(*key).attempt()
+        return attempt
 
     def outcome_table(self, task_ids: list[str], rounds: int) -> dict[str, np.ndarray]:
         """Every recorded attempt of the given tasks as arrays ``(task, sample, round)``, the
