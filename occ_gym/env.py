@@ -378,6 +378,16 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         return self._task
 
     @property
+    def executor(self) -> Executor:
+        """The episode's memoised attempts (the vector env reads its shapes)."""
+        return self._executor
+
+    @property
+    def cost_scale(self) -> float:
+        """What ``cost_so_far`` in the observation divides by."""
+        return self._cost_scale
+
+    @property
     def tier_costs(self) -> tuple[float, ...]:
         """Nominal cost of a fresh attempt of each tier, cheapest first."""
         return tuple(tier.nominal_cost for tier in self.tiers)

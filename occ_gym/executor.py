@@ -35,6 +35,11 @@ class Executor:
         self._cache: dict[tuple[int, int, int], Attempt] = {}
         self._task: Task | None = None
 
+    @property
+    def draw_shape(self) -> tuple[int, ...]:
+        """(tiers, samples, repair rounds + 1, draws per attempt): what each reset draws."""
+        return self._draws.shape
+
     def begin_episode(self, task: Task, rng: np.random.Generator) -> None:
         self._task = task
         self._draws[...] = rng.random(self._draws.shape)

@@ -94,8 +94,8 @@ class OCCVectorEnv(VectorEnv):
         self._difficulty = np.array(
             [np.nan if t.difficulty is None else t.difficulty for t in tasks]
         )
-        self._draw_shape = env._executor._draws.shape
-        self._max_round = env._executor.max_repair_rounds
+        self._draw_shape = env.executor.draw_shape
+        self._max_round = env.executor.max_repair_rounds
         self._replay = [
             tier.outcome_table([t.task_id for t in tasks], self._max_round + 1)
             if hasattr(tier, "outcome_table")
@@ -396,7 +396,7 @@ class OCCVectorEnv(VectorEnv):
         obs[best, s["best_public_fraction"].start] = (
             self._best["public_passed"][best] / self._best["public_total"][best]
         )
-        scale = self.template._cost_scale
+        scale = self.template.cost_scale
         obs[:, s["cost_so_far"].start] = np.minimum(1.0, self._compute / scale)
         obs[:, s["budget_left"].start] = 1.0
         obs[:, s["steps_left"].start] = (max_steps - self._steps) / max_steps
