@@ -203,16 +203,18 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self._cost_scale = self.max_steps * costliest
 
         num_tiers = len(self.tiers)
-        self._obs = np.zeros(self.observation_layout.size, dtype=np.float32)
-        self._tier_attempts = np.zeros(num_tiers, dtype=np.int64)
-        self._tier_public_passes = np.zeros(num_tiers, dtype=np.int64)
-        self._tier_compute = np.zeros(num_tiers, dtype=np.float64)
+        # Per-tier counters as lists: one env touches one element per step, where numpy is slow.
+        self._tier_attempts = [0] * num_tiers
+        self._tier_public_passes = [0] * num_tiers
+        self._tier_compute = [0.0] * num_tiers
         self._starts = {name: f.start for name, f in self.observation_layout.fields.items()}
+        self._obs_size = self.observation_layout.size
         self._feature_slice = self.observation_layout["prompt_features"]
         self._attempts_slice = self.observation_layout["tier_attempts"]
         self._episode_active = False
         self._task = None
-        self._tasks: dict[int, Task] = {}
+        self._tasks: dict[int, tuple[Task, list[float]]] = {}
+        """Tasks met so far, with their prompt features as Python floats."""
         self._timeline: list[str] = []
         self._ledger: CreditLedger | None = None
         self._broker: ResourceBroker | None = None
@@ -232,18 +234,21 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         index = self._task_index(options)
-        self._task = self._tasks.get(index)
-        if self._task is None:
-            self._task = self._tasks[index] = self.task_source.task(index)
+        cached = self._tasks.get(index)
+        if cached is None:
+            task = self.task_source.task(index)
+            cached = self._tasks[index] = (task, task.prompt_features.tolist())
+        self._task, self._task_features = cached
         self._executor.begin_episode(self._task, self.np_random)
         self._fresh_costs = [self._executor.cost(tier, 0) for tier in range(len(self.tiers))]
         self._steps = 0
         self._compute = 0.0
         self._tokens = 0
         self._wall_ms = 0.0
-        self._tier_attempts[:] = 0
-        self._tier_public_passes[:] = 0
-        self._tier_compute[:] = 0.0
+        num_tiers = len(self.tiers)
+        self._tier_attempts = [0] * num_tiers
+        self._tier_public_passes = [0] * num_tiers
+        self._tier_compute = [0.0] * num_tiers
         self._candidate: Attempt | None = None
         self._candidate_key: tuple[int, int, int] | None = None
         self._verdict = UNVERIFIED
@@ -269,7 +274,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         info: dict[str, Any] = {"action": layout.name(action), "tier": None, "cost": 0.0}
 
         if action < layout.num_tiers:
-            sample = int(self._tier_attempts[action])
+            sample = self._tier_attempts[action]
             self._tier_attempts[action] += 1
             cost = self._generate(action, sample, 0)
             info.update(tier=self.tier_names[action], verdict="unverified", **self._token_info())
@@ -529,9 +534,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             "wall_ms": self._wall_ms,
             "steps": self._steps,
             "score": score.as_dict(),
-            "tier_attempts": self._tier_attempts.tolist(),
-            "tier_public_passes": self._tier_public_passes.tolist(),
-            "tier_compute": self._tier_compute.tolist(),
+            "tier_attempts": list(self._tier_attempts),
+            "tier_public_passes": list(self._tier_public_passes),
+            "tier_compute": list(self._tier_compute),
         }
         return summary, score.correctness + score.pass_at_k + score.regression
 
@@ -562,30 +567,34 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             )
 
     def _observation(self) -> np.ndarray:
-        obs, at = self._obs, self._starts
-        obs.fill(0.0)
-        obs[self._feature_slice] = self._task.prompt_features
-        obs[self._attempts_slice] = self._tier_attempts / self.max_steps
+        # Built as a Python list and converted once: for ~30 values that is about twice as fast
+        # as writing numpy elements one by one (the values, rounded to float32, are the same).
+        at, max_steps = self._starts, self.max_steps
+        values = [0.0] * self._obs_size
+        values[self._feature_slice] = self._task_features
+        values[self._attempts_slice] = [count / max_steps for count in self._tier_attempts]
         candidate = self._candidate
         if candidate is not None:
             tier, _, repair_round = self._candidate_key
-            obs[at["has_candidate"]] = 1.0
-            obs[at["candidate_tier"] + tier] = 1.0
-            obs[at["candidate_verdict"] + self._verdict] = 1.0
+            values[at["has_candidate"]] = 1.0
+            values[at["candidate_tier"] + tier] = 1.0
+            values[at["candidate_verdict"] + self._verdict] = 1.0
             if self._verdict != UNVERIFIED:
-                obs[at["error_kind"] + candidate.error_kind] = 1.0
-                obs[at["public_pass_fraction"]] = candidate.public_passed / candidate.public_total
-            obs[at["context_length"]] = repair_round / max(1, self._executor.max_repair_rounds)
+                values[at["error_kind"] + candidate.error_kind] = 1.0
+                values[at["public_pass_fraction"]] = (
+                    candidate.public_passed / candidate.public_total
+                )
+            values[at["context_length"]] = repair_round / max(1, self._executor.max_repair_rounds)
         best = self._best_verified
         if best is not None:
-            obs[at["best_public_fraction"]] = best.public_passed / best.public_total
-        obs[at["cost_so_far"]] = min(1.0, self._compute / self._cost_scale)
+            values[at["best_public_fraction"]] = best.public_passed / best.public_total
+        values[at["cost_so_far"]] = min(1.0, self._compute / self._cost_scale)
         if self.budget is not None:
-            obs[at["budget_left"]] = max(0.0, 1.0 - self._compute / self.budget)
+            values[at["budget_left"]] = max(0.0, 1.0 - self._compute / self.budget)
         else:
-            obs[at["budget_left"]] = 1.0
-        obs[at["steps_left"]] = (self.max_steps - self._steps) / self.max_steps
-        return obs.copy()
+            values[at["budget_left"]] = 1.0
+        values[at["steps_left"]] = (max_steps - self._steps) / max_steps
+        return np.array(values, dtype=np.float32)
 
     def _timeline_line(self, info: dict[str, Any], reward: float) -> str:
         line = f"step {self._steps:>2}  {info['action']:<20} cost {info['cost']:>7.1f}"
