@@ -42,7 +42,7 @@ class Executor:
 
     def begin_episode(self, task: Task, rng: np.random.Generator) -> None:
         self._task = task
-        self._draws[...] = rng.random(self._draws.shape)
+        draw_attempts(rng, self._draws)
         self._cache.clear()
 
     def cost(self, tier: int, repair_round: int) -> float:
@@ -80,3 +80,9 @@ class Executor:
         if self._task is None:
             raise RuntimeError("no episode has begun: call begin_episode (env.reset) first")
         return self._task
+
+
+def draw_attempts(rng: np.random.Generator, out: np.ndarray) -> None:
+    """Fill ``out`` (``Executor.draw_shape``) with an episode's draws: the one place that says
+    how they come from ``np_random``, which the vector env must follow to stay equal."""
+    rng.random(out=out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreBreakdown:
@@ -81,6 +83,14 @@ class ImpactOracle:
     def outcome_value(self, submitted: bool, hidden_passed: int, hidden_total: int) -> float:
         """Everything but the compute term: what SUBMIT adds to the reward."""
         return sum(self.outcome_terms(submitted, hidden_passed, hidden_total))
+
+    def outcome_values(self, hidden_passed: np.ndarray, hidden_total: np.ndarray) -> np.ndarray:
+        """``outcome_value`` of many submissions at once (the vector env's), summed in the same
+        order, so each equals the scalar value exactly."""
+        full = hidden_passed == hidden_total
+        value = np.zeros(len(hidden_passed)) + np.where(full, float(self.correctness), 0.0)
+        value = value + np.where(full, 0.0, self.pass_at_k * hidden_passed / hidden_total)
+        return value + np.where(full, 0.0, float(self.regression))
 
     def score(
         self, *, submitted: bool, hidden_passed: int, hidden_total: int, compute: float

@@ -57,8 +57,10 @@ def load_results(folder: str | Path) -> dict[str, Any]:
         raise ReportError(f"no {RESULTS_FILE} in {folder} (run occ-gym bench --out)") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ReportError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(results, dict):
+        raise ReportError(f"{path} is not a bench result (not a JSON object)")
     missing = {"entries", "curves", "findings", "command"} - set(results)
-    if not isinstance(results, dict) or missing:
+    if missing:
         raise ReportError(f"{path} is not a bench result (missing {sorted(missing)})")
     return results
 

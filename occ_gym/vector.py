@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from occ_gym.attempt import OUTCOME_FIELDS
 from occ_gym.env import OCCCodeEnv
+from occ_gym.executor import draw_attempts
 from occ_gym.layout import VERDICTS
 
 UNVERIFIED, PASSED, FAILED = (VERDICTS.index(v) for v in ("unverified", "passed", "failed"))
@@ -72,9 +73,10 @@ class OCCVectorEnv(VectorEnv):
         self.template = template
         self.num_envs = num_envs
         self.single_observation_space = template.observation_space
-        self.single_action_space = template.action_space
+        # A plain Discrete: the single env's MaskedDiscrete samples from that env's own mask.
+        self.single_action_space = gym.spaces.Discrete(template.action_layout.size)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(gym.spaces.Discrete(template.action_layout.size), num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode = None
         self.action_layout = template.action_layout
         self.observation_layout = template.observation_layout
@@ -118,8 +120,6 @@ class OCCVectorEnv(VectorEnv):
         self._wall_ms = np.zeros(n)
         self._return = np.zeros(n)
         self._tier_attempts = np.zeros((n, k), dtype=np.int64)
-        self._tier_public_passes = np.zeros((n, k), dtype=np.int64)
-        self._tier_compute = np.zeros((n, k))
         self._key = np.full((n, 3), -1, dtype=np.int64)  # candidate's tier, sample, round
         self._candidate = {name: np.zeros(n) for name in OUTCOME_FIELDS}
         self._verdict = np.zeros(n, dtype=np.int64)
@@ -216,12 +216,11 @@ class OCCVectorEnv(VectorEnv):
         task, draws = self._task, self._draws
         for i in envs.tolist():
             rng = self._rngs[i]
-            task[i] = rng.integers(task_count)
-            rng.random(out=draws[i])
+            task[i] = rng.integers(task_count)  # as OCCCodeEnv._task_index draws it
+            draw_attempts(rng, draws[i])
         for array in (self._steps, self._compute, self._tokens, self._wall_ms, self._return):
             array[envs] = 0
-        for array in (self._tier_attempts, self._tier_public_passes, self._tier_compute):
-            array[envs] = 0
+        self._tier_attempts[envs] = 0
         self._key[envs] = -1
         self._has_best[envs] = False
         self._verdict[envs] = UNVERIFIED
@@ -297,7 +296,6 @@ class OCCVectorEnv(VectorEnv):
         cost[envs] = spent
         self._tokens[envs] += attempt["tokens"].astype(np.int64)
         self._wall_ms[envs] += attempt["wall_ms"]
-        self._tier_compute[envs, tiers] += spent
         for name in OUTCOME_FIELDS:
             self._candidate[name][envs] = attempt[name]
         self._key[envs] = np.stack([tiers, samples, rounds], axis=1)
@@ -310,7 +308,6 @@ class OCCVectorEnv(VectorEnv):
         cost[envs] = self.template.verifier_cost
         self._verdict[envs] = np.where(passed, PASSED, FAILED)
         self._wall_ms[envs] += candidate["verify_ms"][envs]
-        self._tier_public_passes[envs, self._key[envs, 0]] += passed
         better = envs[~self._has_best[envs] | (public > self._best["public_passed"][envs])]
         self._has_best[better] = True
         for name in OUTCOME_FIELDS:
@@ -322,7 +319,6 @@ class OCCVectorEnv(VectorEnv):
         """Score the episodes that end now (adding the outcome terms to ``reward``)."""
         if not ended.any():
             return {}
-        oracle = self.template.oracle
         envs = np.flatnonzero(submitted)
         candidate, best = self._candidate, self._best
         use_best = (
@@ -336,11 +332,7 @@ class OCCVectorEnv(VectorEnv):
 
         hidden, total = handed_in("hidden_passed"), handed_in("hidden_total")
         full = hidden == total
-        value = np.zeros(len(envs))
-        value = value + np.where(full, float(oracle.correctness), 0.0)
-        value = value + np.where(full, 0.0, oracle.pass_at_k * hidden / total)
-        value = value + np.where(full, 0.0, float(oracle.regression))
-        reward[envs] += value
+        reward[envs] += self.template.oracle.outcome_values(hidden, total)
         hidden_pass = np.zeros(self.num_envs, dtype=bool)
         public_pass = np.zeros(self.num_envs, dtype=bool)
         hidden_pass[envs] = full

@@ -125,6 +125,12 @@ def test_report_refuses_a_folder_without_results(tmp_path, capsys):
     (tmp_path / "results.json").write_text("{not json")
     assert main(["report", str(tmp_path)]) == 2
     assert "not valid JSON" in capsys.readouterr().out
+    (tmp_path / "results.json").write_text("[1, 2]")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a JSON object" in capsys.readouterr().out
+    (tmp_path / "results.json").write_text('{"command": "x"}')
+    assert main(["report", str(tmp_path)]) == 2
+    assert "missing ['curves', 'entries', 'findings']" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("field", ["episodes", "seeds", "resamples"])

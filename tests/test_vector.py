@@ -72,6 +72,9 @@ def test_make_vec_returns_the_native_env_with_batched_spaces(env_id):
     assert venv.action_space.shape == (N,)
     obs, _ = venv.reset(seed=0)
     assert obs.dtype == np.float32 and venv.observation_space.contains(obs)
+    for _ in range(50):  # the batched space samples legal actions given the batched masks
+        masks = venv.unwrapped.action_masks()
+        venv.step(venv.action_space.sample(mask=tuple(masks.astype(np.int8))))
     synced = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync")
     assert type(synced).__name__ == "SyncVectorEnv"  # the other modes still work
 
