@@ -66,7 +66,7 @@ def sandbox():
     """A verifier with the AST screen off, so hostile code reaches the sandbox itself."""
     from occ_gym.verifier import SandboxConfig, SandboxLimits, Verifier
 
-    limits = SandboxLimits(timeout_s=1.5)
+    limits = SandboxLimits(cpu_s=1.5)
     config = SandboxConfig(workers=SANDBOX_WORKERS, limits=limits, child_uid_base=SANDBOX_UID_BASE)
     with Verifier(config, screen=None) as verifier:
         yield verifier

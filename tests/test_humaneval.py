@@ -11,12 +11,12 @@ from occ_gym.tasks.humaneval import (
     convert_check,
     load_humaneval,
 )
-from occ_gym.verifier import SandboxConfig, SandboxLimits, TestCase, Verifier
+from occ_gym.verifier import Compare, SandboxConfig, SandboxLimits, TestCase, Verifier
 
 
 @pytest.fixture(scope="module")
 def humaneval_verifier():
-    config = SandboxConfig(workers=2, limits=SandboxLimits(timeout_s=10.0))
+    config = SandboxConfig(workers=2, limits=SandboxLimits(cpu_s=10.0))
     with Verifier(config, screen=HUMANEVAL_SCREEN) as verifier:
         yield verifier
 
@@ -26,7 +26,7 @@ def test_all_164_problems_load_and_most_convert():
     assert len(problems) == 164
     converted = [p for p in problems if p.check is None]
     assert all(p.tests for p in converted)
-    assert len(converted) >= 140  # the rest keep their assert suite (weak mode)
+    assert len(converted) >= 140  # the rest run their suite on the host
 
 
 def test_every_canonical_solution_passes(humaneval_verifier):
@@ -34,7 +34,6 @@ def test_every_canonical_solution_passes(humaneval_verifier):
     verdicts = humaneval_verifier.verify_many(p.candidate(p.canonical_solution) for p in problems)
     outcomes = zip(problems, verdicts, strict=True)
     assert {p.task_id: v.feedback() for p, v in outcomes if not v.passed} == {}
-    assert [v.weak for v in verdicts] == [p.check is not None for p in problems]
 
 
 def test_every_return_none_stub_fails(humaneval_verifier):
@@ -51,8 +50,20 @@ def test_every_return_none_stub_fails(humaneval_verifier):
             (TestCase((1, "a"), [1]),),
         ),
         ("def check(c):\n    assert [2] == c(2)\n    assert True\n", (TestCase((2,), [2]),)),
-        ("def check(candidate):\n    assert candidate(3)\n", (TestCase((3,), True),)),
-        ("def check(candidate):\n    assert not candidate(-3)\n", (TestCase((-3,), False),)),
+        (
+            "def check(candidate):\n    assert candidate(3)\n",
+            (TestCase((3,), compare=Compare.TRUTHY),),
+        ),
+        (
+            "def check(candidate):\n    assert not candidate(-3)\n",
+            (TestCase((-3,), compare=Compare.FALSY),),
+        ),
+        (
+            "def check(candidate):\n    assert candidate(3) is True\n",
+            (TestCase((3,), True, compare=Compare.IS),),
+        ),
+        ("def check(candidate):\n    assert candidate(3) is 3\n", None),
+        ("def check(candidate):\n    assert math.fabs(candidate(3) - 1) < 1e-6\n", None),
         (
             "def check(candidate):\n    assert abs(candidate(0.5) - 1.0) < 1e-6\n",
             (TestCase((0.5,), 1.0, 1e-6),),

@@ -69,10 +69,10 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def run_hostile(sandbox, code: str, expected=SECRET, entry_point: str = "f", timeout_s=None):
+def run_hostile(sandbox, code: str, expected=SECRET, entry_point: str = "f", cpu_s=None):
     """Verify a hostile candidate, then check the sandbox is healthy and left nothing."""
     fds_before = open_fds()
-    candidate = Candidate(code, entry_point, (TestCase((1,), expected),), timeout_s=timeout_s)
+    candidate = Candidate(code, entry_point, (TestCase((1,), expected),), cpu_s=cpu_s)
     verdict = sandbox.verify(candidate)
     follow_up = sandbox.verify_many([LEGIT] * SANDBOX_WORKERS)
     assert all(v.passed for v in follow_up), [v.feedback() for v in follow_up]

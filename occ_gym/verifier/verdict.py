@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import reprlib
 from dataclasses import dataclass, field
 from enum import Enum
@@ -12,6 +11,9 @@ from occ_gym.attempt import ErrorKind
 
 FEEDBACK_CLIP = 120
 NOT_RUN = frozenset({"not run", "did not run"})
+LIMITS = ("cpu", "wall", "memory", "output", "file_size")
+"""The limits a verdict can name: CPU budget, wall backstop, address space, result stream
+size, and the size of a file written (stdout and stderr included)."""
 
 
 class ExitKind(str, Enum):
@@ -75,56 +77,140 @@ def failure_root(exit_kind: ExitKind, error_type: str | None = None) -> FailureR
     return _ROOT_OF_EXIT[exit_kind]
 
 
+class Compare(str, Enum):
+    """How a test call's output is judged, each exactly as the ``assert`` it stands for."""
+
+    EQUAL = "=="
+    """``assert candidate(*args) == expected``."""
+    IS = "is"
+    """``assert candidate(*args) is expected``, for ``True``, ``False`` or ``None``."""
+    TRUTHY = "truthy"
+    """``assert candidate(*args)``."""
+    FALSY = "falsy"
+    """``assert not candidate(*args)``."""
+    CLOSE = "close"
+    """``assert abs(candidate(*args) - expected) < abs_tol``."""
+
+
+_SINGLETONS = (True, False, None)
+
+
+@dataclass(frozen=True)
+class Returned:
+    """What a test call returned, as the host decoded it.
+
+    ``value`` is a built-in value when the output could cross the wire; otherwise ``value`` is
+    None, ``sendable`` False, and ``truthy`` what ``bool()`` of the output gave in the sandbox
+    (the candidate decides its own return value, so it can forge nothing with it).
+    """
+
+    value: Any
+    sendable: bool = True
+    truthy: bool | None = None
+
+
 @dataclass(frozen=True)
 class TestCase:
-    """One call and the output it must return. ``expected`` never enters the sandbox.
+    """One call and how its output is judged. ``expected`` never enters the sandbox.
 
-    With ``abs_tol`` set, a number within ``abs_tol`` of ``expected`` passes (strictly less,
-    as HumanEval's ``abs(candidate(x) - y) < tol`` asserts); otherwise Python ``==`` decides.
+    ``compare`` defaults to ``==``, or to ``abs(output - expected) < abs_tol`` when ``abs_tol``
+    is set (strictly less, as HumanEval asserts).
     """
 
     __test__: ClassVar[bool] = False  # not a pytest test class despite the name
 
     args: tuple[Any, ...]
-    expected: Any
+    expected: Any = None
     abs_tol: float | None = None
+    compare: Compare = Compare.EQUAL
 
     def __post_init__(self) -> None:
         if not isinstance(self.args, tuple):
             raise TypeError(f"TestCase.args must be a tuple, got {type(self.args).__name__}")
+        if self.abs_tol is not None and self.compare is Compare.EQUAL:
+            object.__setattr__(self, "compare", Compare.CLOSE)
+        if (self.compare is Compare.CLOSE) != (self.abs_tol is not None):
+            raise ValueError("TestCase: abs_tol goes with compare=CLOSE, and only with it")
+        if self.compare is Compare.IS and not any(self.expected is s for s in _SINGLETONS):
+            raise ValueError("TestCase: compare=IS is only for True, False or None")
 
-    def accepts(self, output: Any) -> bool:
-        """Whether ``output`` (decoded by the host, so only built-in types) passes."""
-        if self.abs_tol is None:
-            return bool(output == self.expected)
-        numbers = (int, float)
-        if isinstance(output, bool) or not isinstance(output, numbers):
+    def accepts(self, returned: Returned | Any) -> bool:
+        """Whether the output passes; never raises (an error in comparing is a failure)."""
+        if not isinstance(returned, Returned):
+            returned = Returned(returned)
+        if not returned.sendable:
+            if self.compare is Compare.TRUTHY:
+                return returned.truthy is True
+            if self.compare is Compare.FALSY:
+                return returned.truthy is False
             return False
-        return math.isfinite(output) and abs(output - self.expected) < self.abs_tol
+        output = returned.value
+        try:
+            if self.compare is Compare.EQUAL:
+                return bool(output == self.expected)
+            if self.compare is Compare.IS:
+                return output is self.expected
+            if self.compare is Compare.TRUTHY:
+                return bool(output)
+            if self.compare is Compare.FALSY:
+                return not output
+            assert self.abs_tol is not None
+            return bool(abs(output - self.expected) < self.abs_tol)
+        except (ArithmeticError, TypeError, ValueError):
+            return False  # the assert would have raised: the test fails
+
+    @property
+    def expected_text(self) -> str:
+        """The expectation in words, for feedback."""
+        if self.compare is Compare.TRUTHY:
+            return "a truthy value"
+        if self.compare is Compare.FALSY:
+            return "a falsy value"
+        if self.compare is Compare.IS:
+            return f"{self.expected!r} itself"
+        if self.compare is Compare.CLOSE:
+            return f"{short_repr(self.expected)} within {self.abs_tol:g}"
+        return short_repr(self.expected)
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """A trusted assert suite that runs on the host, never in the sandbox.
+
+    ``source`` defines ``check(candidate)``, as HumanEval's suites do; ``preamble`` is trusted
+    code run first in the same namespace (HumanEval's prompt, for its helpers). The suite calls
+    a proxy in place of the candidate: each call is executed in the sandbox and returns the
+    decoded output, so nothing the candidate does can make the suite itself pass. ``import
+    random`` inside the suite gets a private ``random.Random(seed)``, so a verdict is
+    reproducible and the host's global random state is left alone.
+    """
+
+    source: str
+    preamble: str = ""
+    seed: int = 0
 
 
 @dataclass(frozen=True)
 class Candidate:
     """Code to verify: ``entry_point`` is called on each test's arguments.
 
-    ``check`` is an assert-style suite (HumanEval's ``def check(candidate): ...``) that could
-    not be turned into test cases. It runs inside the sandbox, so its verdict can be forged by
-    hostile code; verdicts that rely on it say so (``Verdict.weak``).
+    ``host_check`` is an assert suite that could not be turned into test cases; it runs on the
+    host and counts as one test after ``tests``. ``cpu_s`` overrides the sandbox's CPU budget.
     """
 
     code: str
     entry_point: str
     tests: tuple[TestCase, ...] = ()
-    check: str | None = None
-    timeout_s: float | None = None
+    host_check: HostCheck | None = None
+    cpu_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.entry_point.isidentifier():
             raise ValueError(f"entry_point must be an identifier, got {self.entry_point!r}")
-        if not self.tests and self.check is None:
-            raise ValueError("a Candidate needs tests or a check suite")
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if not self.tests and self.host_check is None:
+            raise ValueError("a Candidate needs tests or a host check")
+        if self.cpu_s is not None and not self.cpu_s > 0:
+            raise ValueError(f"cpu_s must be > 0, got {self.cpu_s}")
 
 
 @dataclass(frozen=True)
@@ -152,10 +238,10 @@ class Verdict:
     message: str = ""
     """The first failure in words ("" when passed)."""
     error_type: str | None = None
-    weak: bool = False
-    """True when the verdict rests on an assert suite run inside the sandbox."""
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    limit: str | None = None
+    """The limit the run met, if one ended it: one of ``LIMITS``."""
     failure_root: FailureRoot | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -198,7 +284,16 @@ class Verdict:
         return "\n".join(lines)
 
 
-_SHORT = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr, which also never renders a huge int's digits."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 1000:
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
 _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxfrozenset = _SHORT.maxdict = 24
 _SHORT.maxstring = _SHORT.maxother = FEEDBACK_CLIP
 _SHORT.maxlevel = 4
