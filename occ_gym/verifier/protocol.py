@@ -61,6 +61,10 @@ class WireError(ValueError):
     """A value that cannot cross the boundary, or a message that does not parse."""
 
 
+class UncomparableValue(WireError):
+    """A well-formed value the host will not build: a hash-flooded or unhashable set or dict."""
+
+
 def encode_value(value: Any, depth: int = 0) -> Any:
     """Turn ``value`` into plain JSON data, tagging the types JSON cannot tell apart."""
     if depth > MAX_NESTING:
@@ -184,10 +188,11 @@ def _refuse_hash_flood(items: list[Any]) -> None:
         try:
             key = hash(item)
         except TypeError:
-            raise WireError(f"unhashable {type(item).__name__} in a set or dict") from None
+            raise UncomparableValue(f"unhashable {type(item).__name__} in a set or dict") from None
         count = counts.get(key, 0) + 1
         if count > MAX_SAME_HASH:
-            raise WireError(f"more than {MAX_SAME_HASH} set or dict items share one hash value")
+            message = f"more than {MAX_SAME_HASH} set or dict items share one hash value"
+            raise UncomparableValue(message)
         counts[key] = count
 
 

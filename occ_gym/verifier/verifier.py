@@ -225,10 +225,19 @@ def _records(payload: Any) -> list[dict[str, Any]]:
     return records
 
 
-def returned(record: dict[str, Any]) -> Returned:
-    """What one call record says the call returned; raises WireError when malformed."""
+def returned(record: dict[str, Any], opaque_if_uncomparable: bool = False) -> Returned:
+    """What one call record says the call returned; raises WireError when malformed.
+
+    A hash-flooded or unhashable set raises UncomparableValue, or with
+    ``opaque_if_uncomparable`` comes back as an output that cannot be compared.
+    """
     if "out" in record:
-        return Returned(protocol.decode_value(record["out"]))
+        try:
+            return Returned(protocol.decode_value(record["out"]))
+        except protocol.UncomparableValue:
+            if not opaque_if_uncomparable:
+                raise
+            return Returned(None, sendable=False)
     truthy = record.get("truthy")
     return Returned(None, sendable=False, truthy=truthy if isinstance(truthy, bool) else None)
 
@@ -321,7 +330,12 @@ def _test_outcomes(candidate: Candidate, run: Run) -> tuple[list[TestOutcome], s
             outcomes.append(_outcome(candidate, index, False, kind, phrase))
             first_error_type = first_error_type or error_type
             continue
-        result = returned(record)
+        try:
+            result = returned(record)
+        except protocol.UncomparableValue as error:
+            phrase = f"returned a value that cannot be compared ({error})"
+            outcomes.append(_outcome(candidate, index, False, ExitKind.WRONG_ANSWER, phrase))
+            continue
         passed = test.accepts(result)
         kind = ExitKind.OK if passed else ExitKind.WRONG_ANSWER
         if result.sendable:
@@ -539,7 +553,7 @@ class HostCheckRun:
                     exception = _candidate_exception(error_type, str(record.get("message")))
                     raised[id(exception)] = error_type
                     raise exception
-                result = returned(record)
+                result = returned(record, opaque_if_uncomparable=True)
                 return result.value if result.sendable else _Opaque(result.truthy)
             if ended and index == len(known) and (same or index == len(self.sent)):
                 raise _ChildEnded
@@ -575,7 +589,7 @@ class HostCheckRun:
                 record = known[index]
                 if "type" in record:
                     raise CandidateRaised(str(record["type"]))
-                result = returned(record)
+                result = returned(record, opaque_if_uncomparable=True)
                 return result.value if result.sendable else _Opaque(result.truthy)
             speculating = True
             return _Unknown()
