@@ -13,6 +13,7 @@ never raises on anything a candidate writes.
 True
 """
 
+from occ_gym.verifier.judge import Budget, judge
 from occ_gym.verifier.protocol import ALLOWED_MODULES
 from occ_gym.verifier.sandbox import (
     SandboxConfig,
@@ -33,7 +34,7 @@ from occ_gym.verifier.verdict import (
     TestOutcome,
     Verdict,
 )
-from occ_gym.verifier.verifier import Budget, Verifier, judge
+from occ_gym.verifier.verifier import Verifier
 
 __all__ = [
     "ALLOWED_MODULES",
