@@ -54,7 +54,7 @@ class HindsightOracle(BaselinePolicy):
         """Every plan ``s + 1`` fresh attempts of a tier, ``r`` rounds of VERIFY and REPAIR,
         SUBMIT, that fits ``max_steps`` and the budget: its actions, compute and submission."""
         env, actions = self.env, self.actions
-        max_rounds = self.observations.max_repair_rounds
+        max_rounds = env.executor.repair_limit
         for tier in range(actions.num_tiers):
             fresh_cost = 0.0  # every earlier fresh sample of this tier is paid for, then discarded
             for sample in range(env.max_steps):

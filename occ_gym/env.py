@@ -550,7 +550,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         mask[layout.repair] = (
             has_candidate
             and self._verdict == FAILED
-            and self._candidate_key[2] < self._executor.max_repair_rounds
+            and self._candidate_key[2] < self._executor.repair_limit
         )
         mask[layout.submit] = has_candidate
         mask[layout.abstain] = True

@@ -30,6 +30,12 @@ class Executor:
         self.tiers = list(tiers)
         self.max_samples = max_steps
         self.max_repair_rounds = max_repair_rounds(max_steps)
+        recorded = [getattr(tier, "recorded_repair_rounds", None) for tier in self.tiers]
+        self.repair_limit = min(
+            [self.max_repair_rounds, *(rounds for rounds in recorded if rounds is not None)]
+        )
+        """The deepest repair an action may ask for: what ``max_steps`` reaches, and no deeper
+        than a replayed tier's table holds (the mask's REPAIR rule reads it)."""
         shape = (len(self.tiers), self.max_samples, self.max_repair_rounds + 1, DRAWS_PER_ATTEMPT)
         self._draws = np.zeros(shape)
         self._cache: dict[tuple[int, int, int], Attempt] = {}

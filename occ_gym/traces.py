@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from occ_gym.attempt import Attempt, ErrorKind
@@ -166,6 +167,67 @@ def validate_table(table: pa.Table, path: Path | str) -> None:
         unknown = set(table.column(column).unique().to_pylist()) - values
         if unknown:
             raise TraceError(f"{path}: column {column} holds unknown values {sorted(unknown)}")
+    _check_ranges(table, path)
+
+
+_NON_NEGATIVE = (
+    "sample",
+    "repair_round",
+    "context_tokens",
+    "new_tokens",
+    "flops",
+    "wall_ms",
+    "verify_ms",
+    "public_passed",
+    "hidden_passed",
+)
+
+
+def _check_ranges(table: pa.Table, path: Path | str) -> None:
+    """Every value in its range: counts and costs >= 0, totals >= 1, passed <= total, a fresh
+    attempt at round 0 and a repair after it, no missing or non-finite value."""
+    if not table.num_rows:
+        return
+    for name in TRACE_SCHEMA.names:
+        nulls = table.column(name).null_count
+        if nulls:
+            raise TraceError(f"{path}: column {name} has {nulls} missing values")
+    problems = {f"{name} < 0": pc.less(table.column(name), 0) for name in _NON_NEGATIVE}
+    for name in ("wall_ms", "verify_ms"):
+        problems[f"{name} not finite"] = pc.invert(pc.is_finite(table.column(name)))
+    for total in ("public_total", "hidden_total"):
+        problems[f"{total} < 1"] = pc.less(table.column(total), 1)
+        passed = total.replace("total", "passed")
+        problems[f"{passed} > {total}"] = pc.greater(table.column(passed), table.column(total))
+    fresh = pc.equal(table.column("kind"), "fresh")
+    first = pc.equal(table.column("repair_round"), 0)
+    problems["kind disagrees with repair_round"] = pc.not_equal(fresh, first)
+    for problem, flags in problems.items():
+        count = pc.sum(pc.cast(flags, pa.int64())).as_py() or 0
+        if count:
+            at = pc.index(flags, True).as_py()
+            key = tuple(table.column(name)[at].as_py() for name in KEY_COLUMNS)
+            raise TraceError(f"{path}: {count} rows have {problem} (the first: {key})")
+
+
+def coverage_gaps(table: TraceTable, tiers: list[str], samples: int, rounds: int) -> list[str]:
+    """What the env would ask for and ``table`` lacks: for every task and tier, fresh samples
+    ``0 .. samples - 1``, and each repair up to ``rounds`` of an attempt that failed its public
+    tests. Empty when the table serves every episode; else the first missing keys."""
+    missing = []
+    for task_id in table.task_ids():
+        for tier in tiers:
+            for sample in range(samples):
+                for repair_round in range(rounds + 1):
+                    row = table.row((task_id, tier, sample, repair_round))
+                    if row is None:
+                        missing.append(f"{(task_id, tier, sample, repair_round)}")
+                        break
+                    if row.public_passed == row.public_total:
+                        break  # no episode repairs a candidate that passed
+                if len(missing) >= 3:
+                    return missing
+    return missing
 
 
 class TraceTable:
@@ -202,3 +264,16 @@ class TraceTable:
 
     def task_ids(self) -> list[str]:
         return list(dict.fromkeys(self._columns["task_id"]))
+
+    def tiers(self) -> list[str]:
+        return list(dict.fromkeys(self._columns["tier"]))
+
+    def samples(self, tier: str) -> int:
+        """Fresh samples recorded per task for ``tier``: one more than the largest index."""
+        pairs = zip(self._columns["sample"], self._columns["tier"], strict=True)
+        indices = [sample for sample, name in pairs if name == tier]
+        return max(indices, default=-1) + 1
+
+    def repair_rounds(self) -> int:
+        """The deepest repair round the table holds."""
+        return max(self._columns["repair_round"], default=0)

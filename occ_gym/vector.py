@@ -98,6 +98,7 @@ class OCCVectorEnv(VectorEnv):
         )
         self._draw_shape = env.executor.draw_shape
         self._max_round = env.executor.max_repair_rounds
+        self._repair_limit = env.executor.repair_limit
         self._replay = [
             tier.outcome_table([t.task_id for t in tasks], self._max_round + 1)
             if hasattr(tier, "outcome_table")
@@ -361,7 +362,7 @@ class OCCVectorEnv(VectorEnv):
         mask[:, : layout.num_tiers] = True
         mask[:, layout.verify] = has & (self._verdict == UNVERIFIED)
         mask[:, layout.repair] = (
-            has & (self._verdict == FAILED) & (self._key[:, 2] < self._max_round)
+            has & (self._verdict == FAILED) & (self._key[:, 2] < self._repair_limit)
         )
         mask[:, layout.submit] = has
         mask[:, layout.abstain] = True

@@ -28,7 +28,7 @@ from occ_gym.tiers.nano import (
     read_card,
     repair_context,
 )
-from occ_gym.traces import FLOPS_PER_COST_UNIT, TraceError, TraceRow, TraceTable
+from occ_gym.traces import FLOPS_PER_COST_UNIT, TraceError, TraceRow, TraceTable, coverage_gaps
 from occ_gym.verifier import Verifier
 
 TRACES_DIR = Path(__file__).resolve().parent.parent / "assets" / "traces"
@@ -142,11 +142,11 @@ class LiveBackend:
 class NanoTier:
     """A trained nano model as a ``Tier``: recorded attempts first, live writing on a miss.
 
-    In replay mode (``live is None``) a key the trace table lacks raises ``KeyError`` naming
-    the table; in live mode it is written and verified, then kept for the rest of the run.
+    In replay mode (``live is None``) the tier serves what its table holds: the samples it
+    recorded per task (``samples_per_task``) and repairs up to ``recorded_repair_rounds``, which
+    the env's mask respects; ``make_nano_tiers`` refuses a table with gaps. In live mode a key
+    the table lacks is written and verified, then kept for the rest of the run.
     """
-
-    samples_per_task = SAMPLES_PER_TASK
 
     def __init__(
         self,
@@ -157,6 +157,8 @@ class NanoTier:
         models_dir: Path = MODELS_DIR,
     ):
         self.name = name
+        self.samples_per_task = SAMPLES_PER_TASK if live else traces.samples(name)
+        self.recorded_repair_rounds = None if live else traces.repair_rounds()
         self.task_count = task_count
         self.traces = traces
         self.live = live
@@ -243,8 +245,31 @@ def make_nano_tiers(
         raise ValueError(f"mode must be 'replay' or 'live', got {mode!r}")
     table = TraceTable.read(Path(traces) if traces is not None else traces_path(split))
     task_count = recorded_task_count(table, split)
+    if mode == "replay":
+        check_replayable(table)
     live = LiveBackend() if mode == "live" else None
     return [NanoTier(name, table, task_count, live) for name in TIER_NAMES]
+
+
+def check_replayable(table: TraceTable) -> None:
+    """Refuse a table that cannot serve every episode in replay mode, naming what it lacks."""
+    unknown = sorted(set(table.tiers()) - set(TIER_NAMES))
+    absent = [name for name in TIER_NAMES if name not in table.tiers()]
+    if unknown or absent:
+        raise TraceError(
+            f"{table.source}: tiers {table.tiers()}, expected {list(TIER_NAMES)} "
+            f"(unknown {unknown}, missing {absent})"
+        )
+    rounds = table.repair_rounds()
+    for name in TIER_NAMES:
+        samples = table.samples(name)
+        gaps = coverage_gaps(table, [name], samples, rounds)
+        if gaps:
+            raise TraceError(
+                f"{table.source}: tier {name} has {samples} samples and repairs up to round "
+                f"{rounds}, but rows are missing, for example {', '.join(gaps)}; re-record "
+                "the table (occ-gym record) or use mode='live'"
+            )
 
 
 def recorded_task_count(table: TraceTable, split: str) -> int:

@@ -1,0 +1,122 @@
+"""Every action the mask allows executes, and a trace table that cannot serve it is refused.
+
+Regression tests for issue 14's first finding: ``max_steps=12`` let the mask offer a fourth
+REPAIR the traces do not hold, a table recorded with fewer samples or cut by rows failed
+mid-episode, and ``public_total=0`` or negative FLOPs broke the step.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from occ_gym.tiers.nano_tier import traces_path
+from occ_gym.traces import TraceError, read_table, write_table
+
+
+def play_mask_legal(env: gym.Env, episodes: int, seed: int) -> int:
+    """Random mask-legal actions for ``episodes`` episodes; the number of steps taken."""
+    rng = np.random.default_rng(seed)
+    steps = 0
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        done = False
+        while not done:
+            action = int(rng.choice(np.flatnonzero(env.unwrapped.action_masks())))
+            _, _, terminated, truncated, _ = env.step(action)
+            done, steps = terminated or truncated, steps + 1
+    return steps
+
+
+@pytest.mark.parametrize("env_id", ["OCC-Code-v0", "OCC-CodeSim-v0"])
+@pytest.mark.parametrize("max_steps", range(2, 17))
+def test_every_mask_legal_action_executes(env_id, max_steps):
+    env = gym.make(env_id, max_steps=max_steps)
+    assert play_mask_legal(env, episodes=12, seed=max_steps) > 0
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ["OCC-Code-v0", "OCC-CodeSim-v0"])
+@pytest.mark.parametrize("mode", ["native", "sync"])
+def test_vector_envs_execute_every_mask_legal_action_at_max_steps_12(env_id, mode):
+    kwargs = {"vectorization_mode": "sync"} if mode == "sync" else {}
+    envs = gym.make_vec(env_id, num_envs=4, max_steps=12, **kwargs)
+    rng = np.random.default_rng(12)
+    envs.reset(seed=0)
+    for _ in range(300):
+        masks = np.stack(envs.call("action_masks")) if mode == "sync" else envs.action_masks()
+        actions = np.array([rng.choice(np.flatnonzero(mask)) for mask in masks])
+        envs.step(actions)
+    envs.close()
+
+
+def shipped(split: str = "test") -> pa.Table:
+    return read_table(traces_path(split))
+
+
+def first_tasks(table: pa.Table, count: int, split: str = "test") -> pa.Table:
+    wanted = pa.array([f"synthetic/{split}/{i}" for i in range(count)])
+    return table.filter(pc.is_in(table.column("task_id"), value_set=wanted))
+
+
+def test_a_table_with_two_samples_serves_every_episode(tmp_path):
+    table = first_tasks(shipped(), 40)
+    table = table.filter(pc.less(table.column("sample"), 2))
+    path = tmp_path / "two-samples.parquet"
+    write_table(table, path)
+    env = gym.make("OCC-Code-v0", split="test", traces=str(path), max_steps=16)
+    assert env.unwrapped.tiers[0].samples_per_task == 2
+    assert play_mask_legal(env, episodes=60, seed=3) > 0
+
+
+def test_a_table_with_shallower_repairs_caps_the_mask(tmp_path):
+    table = first_tasks(shipped(), 40)
+    table = table.filter(pc.less_equal(table.column("repair_round"), 1))
+    path = tmp_path / "one-repair.parquet"
+    write_table(table, path)
+    env = gym.make("OCC-Code-v0", split="test", traces=str(path), max_steps=16)
+    assert env.unwrapped.executor.repair_limit == 1
+    assert play_mask_legal(env, episodes=60, seed=4) > 0
+
+
+def replace_column(table: pa.Table, name: str, values) -> pa.Table:
+    index = table.schema.get_field_index(name)
+    column = pa.array(values, type=table.schema.field(name).type)
+    return table.set_column(index, table.schema.field(name), column)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("drop one row", "rows are missing"),
+        ("public_total 0", "public_total < 1"),
+        ("negative flops", "flops < 0"),
+        ("passed over total", "hidden_passed > hidden_total"),
+        ("repair marked fresh", "kind disagrees with repair_round"),
+        ("unknown tier", "tiers"),
+    ],
+)
+def test_a_table_that_cannot_serve_the_env_is_refused_at_make(tmp_path, damage, message):
+    table = first_tasks(shipped(), 20)
+    n = table.num_rows
+    if damage == "drop one row":
+        table = pa.concat_tables([table.slice(0, 5), table.slice(6)])
+    elif damage == "public_total 0":
+        table = replace_column(table, "public_total", [0, *table["public_total"].to_pylist()[1:]])
+    elif damage == "negative flops":
+        table = replace_column(table, "flops", [-1] * n)
+    elif damage == "passed over total":
+        table = replace_column(table, "hidden_passed", [99] * n)
+    elif damage == "repair marked fresh":
+        table = replace_column(table, "kind", ["fresh"] * n)
+    else:
+        tiers = table["tier"].to_pylist()
+        table = replace_column(table, "tier", ["huge" if t == "cheap" else t for t in tiers])
+    path = tmp_path / "damaged.parquet"
+    write_table(table, path)
+    with pytest.raises(TraceError, match=message) as raised:
+        gym.make("OCC-Code-v0", split="test", traces=str(path))
+    assert str(path) in str(raised.value)
