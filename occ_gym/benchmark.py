@@ -14,8 +14,10 @@ over episodes, drawn once and shared by every entry, so differences stay paired.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +217,18 @@ class Bench:
 
     def run(self, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Play every entry on every seed, then compute every number of the results."""
+        self.play(progress)
+        try:
+            return self.results()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+
+    def play(self, progress: Callable[[str], None] | None = None) -> None:
+        """Play every entry on every seed into ``logs``."""
         for entry in self.entries:
             env = self.env_for(entry.compute_penalty)
             blocks = [
@@ -226,10 +240,6 @@ class Bench:
             }
             if progress is not None:
                 progress(entry.label)
-        results = self.results()
-        for env in self.envs.values():
-            env.close()
-        return results
 
     # ------------------------------------------------------------------ numbers
 
@@ -310,7 +320,10 @@ class Bench:
                 return float(columns["compute"].mean()), float(columns["hidden_pass"].mean())
             return columns["compute"], columns["hidden_pass"]
 
+        submits = not np.all(log["abstained"] + log["truncated"] >= 1)
         try:
+            if not submits:  # no quality gained per cost to speak of: never ranked
+                raise ValueError("ΔIBC is undefined for a policy that never submits")
             mean = metrics.delta_ibc(
                 point(log, True), point(self.logs[weak], True), point(self.logs[strong], True)
             )
@@ -320,6 +333,9 @@ class Bench:
                 point(boot[strong], False),
             )
             numbers["delta_ibc"] = {"mean": float(mean), "ci": _interval(draws)}
+            defined = int(np.sum(~np.isnan(draws)))
+            if defined < len(draws):
+                numbers["delta_ibc"]["defined_resamples"] = defined
         except (ValueError, ZeroDivisionError, FloatingPointError):
             numbers["delta_ibc"] = {"mean": None, "ci": [None, None]}
         return {**entry.describe(), "metrics": numbers}
@@ -369,15 +385,14 @@ class Bench:
             _curve_metrics(points(boot, row), cost_range) for row in range(self.config.resamples)
         ]
         entry = next(e for e in self.entries if e.family == family)
-        return {
-            "family": family,
-            "knob": entry.knob,
-            "points": labels,
-            "metrics": {
-                name: {"mean": _finite(value), "ci": _interval([d[name] for d in draws])}
-                for name, value in full.items()
-            },
-        }
+        numbers = {}
+        for name, value in full.items():
+            values = [d[name] for d in draws]
+            numbers[name] = {"mean": _finite(value), "ci": _interval(values)}
+            defined = sum(not np.isnan(v) for v in values)
+            if defined < len(values):  # undefined on some resamples: say on how many it was
+                numbers[name]["defined_resamples"] = defined
+        return {"family": family, "knob": entry.knob, "points": labels, "metrics": numbers}
 
     def _policy_digests(self) -> dict[str, str]:
         """SHA-256 of every policy file, shipped ones named inside the package (so the record
@@ -395,21 +410,32 @@ class Bench:
 
 
 def _curve_metrics(points: dict[str, Any], cost_range: tuple[float, float]) -> dict[str, float]:
+    """Each curve metric, nan where it is undefined (a resample in which the strong model
+    scores no higher than the weak one has no performance gap to recover)."""
     family, weak, strong = points["family"], points["weak"], points["strong"]
-    values = {
-        "aiq": metrics.aiq(family, cost_range),
-        "apgr": metrics.apgr(family, weak, strong),
-        "cost_cut": metrics.cost_cut_at(family, strong),
+    formulas: dict[str, Callable[[], float]] = {
+        "aiq": lambda: metrics.aiq(family, cost_range),
+        "apgr": lambda: metrics.apgr(family, weak, strong),
+        "cost_cut": lambda: metrics.cost_cut_at(family, strong),
     }
     for level in CPT_LEVELS:
-        values[f"cpt{round(level * 100)}"] = metrics.cpt(family, weak, strong, level)
+        formulas[f"cpt{round(level * 100)}"] = partial(metrics.cpt, family, weak, strong, level)
+    values = {}
+    for name, formula in formulas.items():
+        try:
+            values[name] = float(formula())
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            values[name] = math.nan
     return values
 
 
 def _interval(draws: Iterable[float]) -> list[float | None]:
-    """The 2.5th and 97.5th percentiles of the draws (order statistics, so a draw that never
-    reached its target, inf, stays inf and becomes null)."""
-    values = np.sort(np.asarray(list(draws), dtype=float))
+    """The 2.5th and 97.5th percentiles of the draws where the metric is defined (order
+    statistics, so a draw that never reached its target, inf, stays inf and becomes null)."""
+    values = np.asarray(list(draws), dtype=float)
+    values = np.sort(values[~np.isnan(values)])
+    if not len(values):
+        return [None, None]
     low, high = values[int(0.025 * (len(values) - 1))], values[-1 - int(0.025 * (len(values) - 1))]
     return [_finite(low), _finite(high)]
 
@@ -417,6 +443,27 @@ def _interval(draws: Iterable[float]) -> list[float | None]:
 def _finite(value: float) -> float | None:
     """JSON has no inf or nan: a value that is not finite (never reached) is null."""
     return float(value) if np.isfinite(value) else None
+
+
+EPISODES_FILE = "episodes.parquet"
+
+
+def write_episodes(logs: dict[str, dict[str, np.ndarray]], out: Path) -> Path:
+    """Every entry's per-episode columns as one Parquet table (``entry`` names the policy),
+    written before any statistics so a run's played episodes are never lost."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    labels = list(logs)
+    columns: dict[str, Any] = {
+        "entry": [label for label in labels for _ in range(len(next(iter(logs[label].values()))))]
+    }
+    for name in logs[labels[0]]:
+        columns[name] = np.concatenate([logs[label][name] for label in labels])
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / EPISODES_FILE
+    pq.write_table(pa.table(columns), path, compression="zstd")
+    return path
 
 
 def write_results(results: dict[str, Any], out: Path) -> Path:

@@ -23,7 +23,7 @@ TABLE_NOTE = (
 
 
 def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    from occ_gym.benchmark import Bench, BenchConfig, write_results
+    from occ_gym.benchmark import Bench, BenchConfig, write_episodes, write_results
     from occ_gym.report import console_table, write_report
 
     out = Path(args.out) if args.out else None
@@ -44,7 +44,13 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         job = bar.add_task(
             f"{entries} policies x {config.seeds} seeds x {config.episodes} problems", total=entries
         )
-        results = bench_run.run(progress=lambda label: bar.advance(job))
+        bench_run.play(progress=lambda label: bar.advance(job))
+    try:
+        if out is not None:  # the played episodes first: statistics can then never lose them
+            write_episodes(bench_run.logs, out)
+        results = bench_run.results()
+    finally:
+        bench_run.close()
     if out is not None:
         write_results(results, out)
         written = write_report(results, out)

@@ -107,11 +107,18 @@ def delta_ibc(point: Point, weak: Point, strong: Point) -> float:
     """AutoMix's ΔIBC: the policy's quality gained per cost over the weak model, relative to the
     strong model's (0 = no better than mixing weak and strong; > 0 better). Each coordinate may
     also be an array (one ΔIBC per element, e.g. per bootstrap resample)."""
-    baseline = (strong[1] - weak[1]) / (strong[0] - weak[0])
     if np.any(np.asarray(point[0]) == np.asarray(weak[0])):
         raise ValueError("ΔIBC is undefined at the weak model's cost")
-    method = (point[1] - weak[1]) / (point[0] - weak[0])
-    return (method - baseline) / baseline
+    with np.errstate(divide="ignore", invalid="ignore"):
+        baseline = np.divide(np.subtract(strong[1], weak[1]), np.subtract(strong[0], weak[0]))
+        method = np.divide(np.subtract(point[1], weak[1]), np.subtract(point[0], weak[0]))
+        safe = np.where(baseline == 0, 1.0, baseline)
+        value = np.where(baseline == 0, np.nan, (method - baseline) / safe)
+    if np.ndim(value) == 0:
+        if np.isnan(value):
+            raise ValueError("ΔIBC is undefined when the strong model is no better than the weak")
+        return float(value)
+    return value  # nan where a resample's strong model is no better than its weak one
 
 
 def cost_cut_at(points: Sequence[Point], reference: Point) -> float:

@@ -76,7 +76,10 @@ def _cell(metric: dict[str, Any], fmt: Format, interval: bool, compact: bool = F
     if compact:
         return text + (f" ±{fmt((high - low) / 2).lstrip('+')}" if None not in (low, high) else "")
     ends = ["—" if end is None else fmt(end) for end in (low, high)]
-    return text + f" ({ends[0]}, {ends[1]})"
+    text += f" ({ends[0]}, {ends[1]})"
+    if "defined_resamples" in metric:  # an interval over only the resamples where it exists
+        text += f" [defined in {metric['defined_resamples']} resamples]"
+    return text
 
 
 def _table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

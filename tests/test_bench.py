@@ -143,3 +143,58 @@ def test_two_policies_with_one_name_are_refused_before_the_run(capsys):
     path = str(shipped_policy_path("OCC-CodeSim-v0"))
     assert main(["bench", *SMALL, "--policy", path, "--policy", path]) == 2
     assert "share the name" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("env_id, episodes", [("OCC-Code-v0", 5), ("OCC-CodeSim-v0", 1)])
+def test_a_small_bench_reports_undefined_metrics_and_keeps_its_episodes(tmp_path, env_id, episodes):
+    """Small runs used to raise in a bootstrap resample where the strong tier scored below the
+    weak one, after every policy was played, and leave --out empty."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "bench"
+    main(["bench", "--env", env_id, "--episodes", str(episodes), "--seeds", "2", "--out", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    episodes_table = pq.read_table(out / "episodes.parquet")
+    assert episodes_table.num_rows == len(results["entries"]) * 2 * episodes
+    partial = [
+        metric
+        for curve in results["curves"]
+        for metric in curve["metrics"].values()
+        if "defined_resamples" in metric
+    ]
+    assert partial and all(0 <= m["defined_resamples"] < 1000 for m in partial)
+    assert "defined in" in (out / "leaderboard.md").read_text()
+
+
+def test_a_policy_that_never_submits_gets_no_delta_ibc(tmp_path):
+    """An always-ABSTAIN policy spends nothing and gains nothing: ΔIBC once ranked it first."""
+    from occ_gym.benchmark import Entry
+
+    config = BenchConfig(env_id="OCC-CodeSim-v0", episodes=20, seeds=1, resamples=200)
+    bench = Bench(config)
+    abstain = bench.env.unwrapped.action_layout.abstain
+
+    class AlwaysAbstain:
+        name = "AlwaysAbstain"
+
+        def predict(
+            self, obs, state=None, episode_start=None, deterministic=True, action_masks=None
+        ):
+            return np.array(abstain), state
+
+    penalty = bench.penalty
+    bench.entries.insert(
+        0,
+        Entry(
+            "AlwaysAbstain",
+            "AlwaysAbstain",
+            "",
+            None,
+            penalty,
+            True,
+            lambda env, seed: AlwaysAbstain(),
+        ),
+    )
+    results = bench.run()
+    numbers = next(e for e in results["entries"] if e["label"] == "AlwaysAbstain")["metrics"]
+    assert numbers["delta_ibc"]["mean"] is None
