@@ -47,8 +47,8 @@ models: $(STAMP)
 
 # Re-record the shipped trace tables with the shipped models (resumable: rerun after a kill).
 traces: $(STAMP)
-	$(BIN)/occ-gym record --split test --tasks $(TRACE_TASKS)
-	$(BIN)/occ-gym record --split train --tasks $(TRACE_TASKS)
+	$(BIN)/occ-gym record --split test --tasks $(TRACE_TASKS) --out occ_gym/assets/traces/test.parquet
+	$(BIN)/occ-gym record --split train --tasks $(TRACE_TASKS) --out occ_gym/assets/traces/train.parquet
 
 # Retrain the shipped allocators with the commands recorded in their run.json (about 2.5 minutes
 # each on 2 cores) and copy their last checkpoints into the package: OCC-Code-v0 at its own λ and

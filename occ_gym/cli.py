@@ -75,7 +75,6 @@ def record_traces(args: argparse.Namespace, console: Console) -> Path:
     from rich.progress import Progress
 
     from occ_gym.record import RecordPlan, record
-    from occ_gym.tiers.nano_tier import traces_path
 
     plan = RecordPlan(
         split=args.split,
@@ -84,7 +83,7 @@ def record_traces(args: argparse.Namespace, console: Console) -> Path:
         repair_rounds=args.repair_rounds,
         chunk_size=args.chunk_size,
     )
-    out = Path(args.out) if args.out else traces_path(args.split)
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with Progress(console=console, transient=True) as bar:
         job = bar.add_task(f"recording {plan.tasks} {plan.split} tasks", total=plan.chunks)
@@ -203,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     record_parser.add_argument("--samples", type=_positive_int, default=4)
     record_parser.add_argument("--repair-rounds", type=int, default=3)
     record_parser.add_argument("--chunk-size", type=_positive_int, default=50)
-    record_parser.add_argument("--out", help="the Parquet file (default: the shipped table)")
+    record_parser.add_argument(
+        "--out",
+        required=True,
+        help="the Parquet file to write or resume (never the shipped table by default: "
+        "make traces re-records those, explicitly)",
+    )
     return parser
 
 

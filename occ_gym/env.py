@@ -348,6 +348,15 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     # ------------------------------------------------------------------ public helpers
 
+    def truncation_summary(self) -> dict[str, Any]:
+        """The end-of-episode info keys for an episode an outer wrapper cut short (Gymnasium's
+        ``TimeLimit``, which the env cannot see): what the env's own truncation would report at
+        this step. ``run_episodes`` adds them when a final info lacks them."""
+        if self._task is None:
+            raise RuntimeError("call reset() before truncation_summary()")
+        summary, _ = self._episode_summary("truncated", None)
+        return summary
+
     def action_masks(self) -> np.ndarray:
         """Legal actions now, as a bool array of the action space's size (MaskablePPO reads it)."""
         if self._task is None:

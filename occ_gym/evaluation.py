@@ -92,6 +92,8 @@ def run_episodes(
             episode_return += float(reward)
             episode_start = np.zeros((1,), dtype=bool)
             done = terminated or truncated
+        if "outcome" not in info:  # cut short by a wrapper (TimeLimit), not by the env
+            info = {**info, **inner.truncation_summary()}
         rows[episode] = (
             info["hidden_pass"],
             info["public_pass"],

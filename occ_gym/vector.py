@@ -50,10 +50,17 @@ class OCCVectorEnv(VectorEnv):
         num_envs: int = 1,
         *,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        max_episode_steps: int | None = None,
         **env_kwargs: Any,
     ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        if max_episode_steps is not None and (
+            isinstance(max_episode_steps, bool)
+            or not isinstance(max_episode_steps, int)
+            or max_episode_steps < 1
+        ):
+            raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
         mode = AutoresetMode(autoreset_mode)
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode must be NEXT_STEP or SAME_STEP")
@@ -71,6 +78,9 @@ class OCCVectorEnv(VectorEnv):
                     "vectorization_mode='sync') for it"
                 )
         self.template = template
+        self.horizon = min(template.max_steps, max_episode_steps or template.max_steps)
+        """Steps before truncation: ``max_steps``, or Gymnasium's ``max_episode_steps`` (as
+        ``TimeLimit`` would truncate each sub-env) when that is shorter."""
         self.num_envs = num_envs
         self.single_observation_space = template.observation_space
         # A plain Discrete: the single env's MaskedDiscrete samples from that env's own mask.
@@ -181,7 +191,7 @@ class OCCVectorEnv(VectorEnv):
         terminated = active & (actions >= layout.submit)
         self._compute += cost
         reward = -self.template.oracle.compute_penalty * cost
-        truncated = active & ~terminated & (self._steps >= self.template.max_steps)
+        truncated = active & ~terminated & (self._steps >= self.horizon)
         ended = terminated | truncated
         submitted = active & (actions == layout.submit)
         info = self._finish(ended, submitted, truncated, reward)

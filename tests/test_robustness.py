@@ -120,3 +120,34 @@ def test_a_table_that_cannot_serve_the_env_is_refused_at_make(tmp_path, damage, 
     with pytest.raises(TraceError, match=message) as raised:
         gym.make("OCC-Code-v0", split="test", traces=str(path))
     assert str(path) in str(raised.value)
+
+
+@pytest.mark.parametrize("env_id", ["OCC-Code-v0", "OCC-CodeSim-v0"])
+def test_evaluation_works_under_gymnasium_time_limit(env_id):
+    """evaluate() died with KeyError('hidden_pass') when TimeLimit, not the env, truncated."""
+    from occ_gym.baselines import HeuristicOCC
+
+    from occ_gym.evaluation import evaluate
+
+    limited = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, max_episode_steps=2))
+    result = evaluate(HeuristicOCC(limited), limited, episodes=20)
+    assert result.episodes == 20 and result.truncation_rate > 0
+    own = gym.make(env_id, max_steps=2)
+    own.reset(seed=0)
+    own.step(0)
+    *_, truncated, final = own.step(0)
+    assert truncated and set(final) >= set(own.unwrapped.truncation_summary())
+
+
+@pytest.mark.parametrize("mode", ["native", "sync"])
+def test_make_vec_takes_max_episode_steps(mode):
+    kwargs = {"vectorization_mode": "sync"} if mode == "sync" else {}
+    envs = gym.make_vec("OCC-CodeSim-v0", num_envs=2, max_episode_steps=2, **kwargs)
+    envs.reset(seed=0)
+    _, _, _, truncated, _ = envs.step(np.zeros(2, dtype=int))
+    assert not truncated.any()
+    _, _, terminated, truncated, _ = envs.step(np.zeros(2, dtype=int))
+    assert (truncated & ~terminated).all()
+    envs.close()
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        gym.make_vec("OCC-CodeSim-v0", num_envs=2, max_episode_steps=0)

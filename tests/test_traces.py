@@ -137,3 +137,13 @@ def test_record_plan_rejects_bad_arguments():
         RecordPlan(split="test", tasks=0)
     with pytest.raises(ValueError, match="unknown tiers"):
         RecordPlan(split="test", tasks=1, tiers=("huge",))
+
+
+def test_record_refuses_to_run_without_out(capsys):
+    """Without --out, record used to overwrite the shipped table the env and results rest on."""
+    from occ_gym.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["record", "--split", "test", "--tasks", "1"])
+    assert raised.value.code == 2
+    assert "--out" in capsys.readouterr().err
