@@ -38,10 +38,11 @@ from jsonschema import Draft202012Validator
 from occ_gym.attempt import ErrorKind
 from occ_gym.env import occ_env
 from occ_gym.hashing import canonical_json, env_hash, stable_hash
+from occ_gym.resources import package_file
 from occ_gym.verifier.verdict import FailureRoot
 
 EVENT_VERSION = 1
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "events.schema.json"
+SCHEMA_PATH = package_file("schemas", "events.schema.json")
 ROOT_OF_ERROR = {
     ErrorKind.SYNTAX: FailureRoot.SYNTAX,
     ErrorKind.IMPORT: FailureRoot.IMPORT,

@@ -76,14 +76,14 @@ def test_live_episode_runs_the_models_and_equals_replay(tmp_path, verifier):
         replay.close()
 
 
-def test_replay_miss_names_the_table(tmp_path, verifier):
+def test_a_table_missing_tiers_is_refused_at_make_naming_it(tmp_path, verifier):
+    """It used to load, then raise KeyError at the first attempt of a tier it lacks."""
+    from occ_gym.traces import TraceError
+
     plan = RecordPlan(split="test", tasks=1, tiers=("cheap",), repair_rounds=0, chunk_size=1)
     small = record(plan, tmp_path / "one.parquet", verifier=verifier)
-    env = gym.make("OCC-Code-v0", split="test", traces=str(small))
-    env.reset(seed=0)
-    with pytest.raises(KeyError, match=r"one\.parquet"):
-        env.step(env.unwrapped.action_layout.attempt("expensive"))
-    env.close()
+    with pytest.raises(TraceError, match=r"one\.parquet.*missing \['medium', 'expensive'\]"):
+        gym.make("OCC-Code-v0", split="test", traces=str(small))
 
 
 def test_bad_kwargs_fail_clearly():

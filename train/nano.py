@@ -26,6 +26,7 @@ import torch
 from occ_gym.train.nano_data import DataRecipe, Example, encode_examples, load_or_build
 from torch.nn import functional as F
 
+from occ_gym.resources import user_cache_dir
 from occ_gym.tasks.synthetic import SyntheticProblem, make_problem
 from occ_gym.tiers.nano import (
     PAD,
@@ -41,8 +42,8 @@ from occ_gym.tiers.nano import (
 )
 from occ_gym.verifier import Verifier
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "occ_gym" / "assets" / "models"
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+CACHE_DIR = user_cache_dir() / "nano-corpus"
+"""The training corpus, built once (about 5 minutes) and reused."""
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,12 @@ def evaluate_tier(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiers", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--out", type=Path, default=MODELS_DIR)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=user_cache_dir() / "models",
+        help="where the weights and cards go (make models: the checkout's occ_gym/assets/models)",
+    )
     parser.add_argument("--eval-problems", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(

@@ -18,8 +18,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 import occ_gym  # noqa: F401  (registers the env ids that gym.spec reads)
 from occ_gym.oracle import ImpactOracle
+from occ_gym.resources import POLICIES_DIR
 
-POLICIES_DIR = Path(__file__).resolve().parent.parent / "occ_gym" / "assets" / "policies"
 """Shipped policies: ``<env id>/policy.zip`` with the ``run.json`` of the run that made it,
 trained at the env's own compute weight λ; ``<env id>/lambda=<λ>/`` holds the same recipe
 trained at other λ (the points of its cost-quality curve)."""
@@ -143,10 +143,11 @@ def _short(path: Path) -> str:
     return "/".join(parts)
 
 
-def ship_policy(run_folder: Path, checkpoint: str = "last.zip") -> Path:
-    """Copy a run's checkpoint and run.json into the package as its env's shipped policy."""
+def ship_policy(run_folder: Path, dest: Path, checkpoint: str = "last.zip") -> Path:
+    """Copy a run's checkpoint and run.json under ``dest`` (the checkout's
+    ``occ_gym/assets/policies`` to re-make a shipped policy) as its env's policy."""
     record = json.loads((run_folder / "run.json").read_text())
-    target = POLICIES_DIR / record["env_id"]
+    target = dest / record["env_id"]
     penalty = trained_compute_penalty(record)
     if penalty != registered_compute_penalty(record["env_id"]):
         target = target / f"lambda={penalty:g}"
@@ -158,11 +159,14 @@ def ship_policy(run_folder: Path, checkpoint: str = "last.zip") -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="ship a trained run's policy in the package")
+    parser = argparse.ArgumentParser(description="copy a trained run's policy into a folder")
     parser.add_argument("run_folder", type=Path)
+    parser.add_argument(
+        "--dest", type=Path, required=True, help="e.g. occ_gym/assets/policies in a checkout"
+    )
     parser.add_argument("--checkpoint", default="last.zip")
     args = parser.parse_args()
-    print(f"shipped {ship_policy(args.run_folder, args.checkpoint)}")
+    print(f"shipped {ship_policy(args.run_folder, args.dest, args.checkpoint)}")
 
 
 if __name__ == "__main__":

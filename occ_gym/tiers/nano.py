@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from occ_gym.resources import MODELS_DIR
+
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<fb>", "<unk>")
 PAD, BOS, EOS, FEEDBACK, UNK = range(len(SPECIAL_TOKENS))
 TOKEN_PATTERN = re.compile(r"\n(?: {4})*| ?[A-Za-z_]+| ?\d+| ?(?:==|!=|<=|>=|->|::)| ?[^\w\s]|\s")
@@ -316,7 +318,6 @@ REPAIR_ESTIMATE_TOKENS = 70
 """Tokens a failed candidate and its feedback add to the context, for cost estimates."""
 BODY_ESTIMATE_TOKENS = 35
 """Tokens of a typical body, for cost estimates made before an attempt."""
-MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 TIER_NAMES = ("cheap", "medium", "expensive")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from occ_gym.attempt import OUTCOME_FIELDS, Attempt
+from occ_gym.resources import TRACES_DIR
 from occ_gym.tasks.base import Task
 from occ_gym.tasks.synthetic import SyntheticProblem, problem_for
 from occ_gym.tiers.nano import (
@@ -31,7 +32,6 @@ from occ_gym.tiers.nano import (
 from occ_gym.traces import FLOPS_PER_COST_UNIT, TraceError, TraceRow, TraceTable, coverage_gaps
 from occ_gym.verifier import Verifier
 
-TRACES_DIR = Path(__file__).resolve().parent.parent / "assets" / "traces"
 SAMPLES_PER_TASK = 4
 """Fresh samples recorded per task and tier; the env rotates through them."""
 RECORDED_REPAIR_ROUNDS = 3
