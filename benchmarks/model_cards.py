@@ -1,10 +1,12 @@
 """Render the shipped nano models' cards as one Markdown table (no numbers typed by hand).
 
-python benchmarks/model_cards.py   # writes benchmarks/results/model_cards.md
+python benchmarks/model_cards.py [--out benchmarks/results]   # writes model_cards.md there
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +72,13 @@ def tokenizer_lengths(problems: int = 1000) -> str:
     )
 
 
-def main() -> None:
-    RESULTS.mkdir(exist_ok=True)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for model_cards.md")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     text = table() + "\n" + tokenizer_lengths()
-    (RESULTS / "model_cards.md").write_text(text)
+    (args.out / "model_cards.md").write_text(text)
     print(text)
 
 

@@ -168,7 +168,7 @@ def markdown(costs: list[dict], versus: list[dict], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--latency-samples", type=int, default=32)
     args = parser.parse_args()

@@ -24,6 +24,10 @@ from occ_gym.tiers import make_tiers
 UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
 
 
+MAX_STEPS = 64
+"""The longest episode ``max_steps`` allows."""
+
+
 class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     """
     ## Description
@@ -128,7 +132,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     | simulation    | None          | overrides of ``SimulationConfig`` (repairs, test outcomes) |
     | oracle        | None          | overrides of ``ImpactOracle`` weights                      |
     | verifier_cost | 50.0          | cost units of one VERIFY                                   |
-    | max_steps     | 8             | steps before truncation                                    |
+    | max_steps     | 8             | steps before truncation (2 to 64)                          |
     | budget        | None          | cost units an episode may spend; the broker masks the rest |
     | render_mode   | None          | None or "ansi" (a readable timeline)                       |
 
@@ -164,6 +168,11 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             raise TypeError(f"max_steps must be an int, got {type(max_steps).__name__}")
         if max_steps < 2:
             raise ValueError(f"max_steps must be >= 2 (an attempt and a submit), got {max_steps}")
+        if max_steps > MAX_STEPS:
+            raise ValueError(
+                f"max_steps must be <= {MAX_STEPS}, got {max_steps}: each reset draws every "
+                "attempt the episode could reach, which grows with max_steps squared"
+            )
         self.verifier_cost = _finite_number("verifier_cost", verifier_cost, minimum=0.0)
         self.budget = None if budget is None else _finite_number("budget", budget, minimum=0.0)
         if self.budget == 0.0:

@@ -143,6 +143,10 @@ def write_table(table: pa.Table, path: Path) -> None:
 
 def read_table(path: Path) -> pa.Table:
     """Read and validate a trace file; any problem raises ``TraceError`` naming the file."""
+    if not path.exists():
+        raise TraceError(f"trace file {path} not found")
+    if path.is_dir():
+        raise TraceError(f"{path} is a directory, not a trace file (a .parquet table)")
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as error:

@@ -151,3 +151,19 @@ def test_make_vec_takes_max_episode_steps(mode):
     envs.close()
     with pytest.raises(ValueError, match="max_episode_steps"):
         gym.make_vec("OCC-CodeSim-v0", num_envs=2, max_episode_steps=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"split": "val"}, ValueError, r"split 'val'.*\['test', 'train'\].*traces=PATH"),
+        ({"traces": "/nonexistent/t.parquet"}, TraceError, r"/nonexistent/t\.parquet not found"),
+        ({"traces": "/tmp"}, TraceError, "is a directory"),
+        ({"max_steps": 10**6}, ValueError, "max_steps must be <= 64"),
+    ],
+)
+def test_bad_arguments_name_the_problem_once(kwargs, error, message):
+    with pytest.raises(error, match=message) as raised:
+        gym.make("OCC-Code-v0", **kwargs)
+    text = str(raised.value)
+    assert all(text.count(part) <= 1 for part in ("/nonexistent/t.parquet", "val.parquet"))

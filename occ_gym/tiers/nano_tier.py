@@ -243,6 +243,12 @@ def make_nano_tiers(
     """The three nano tiers, cheapest first, over the trace table of ``split``."""
     if mode not in ("replay", "live"):
         raise ValueError(f"mode must be 'replay' or 'live', got {mode!r}")
+    if traces is None and not traces_path(split).is_file():
+        shipped = sorted(path.stem for path in TRACES_DIR.glob("*.parquet"))
+        raise ValueError(
+            f"no shipped trace table for split {split!r}: the shipped splits are {shipped} "
+            "(or pass traces=PATH to replay a table of your own)"
+        )
     table = TraceTable.read(Path(traces) if traces is not None else traces_path(split))
     task_count = recorded_task_count(table, split)
     if mode == "replay":
