@@ -183,7 +183,7 @@ def vector_env_speed(seconds: float) -> dict[str, Any]:
 def ppo_speed(steps: int) -> dict[str, Any]:
     torch.set_num_threads(1)
     results = {}
-    occ = make_sb3_vec_env(N_PPO_ENVS, **gym.spec("OCC-Code-v0").kwargs, split="train")
+    occ = make_sb3_vec_env("OCC-Code-v0", N_PPO_ENVS, split="train")
     cartpole = make_vec_env("CartPole-v1", n_envs=N_PPO_ENVS, seed=0)
     for name, model in (
         (

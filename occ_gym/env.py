@@ -124,7 +124,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     |---------------|---------------|------------------------------------------------------------|
     | tiers         | "simulated"   | "simulated", a list of ``SimulatedTierSpec`` mappings, or  |
     |               |               | "nano" (the trained code models; needs tasks="synthetic")  |
-    | tasks         | "simulated"   | the task source: "simulated", "synthetic" or "humaneval"   |
+    | tasks         | "simulated"   | the task source: "simulated" or "synthetic" (nano tiers)   |
     | split         | "train"       | "train" or "test" (held out)                               |
     | mode          | "replay"      | nano tiers: "replay" (the shipped traces) or "live" (run   |
     |               |               | the models and the sandboxed verifier on a cache miss)     |

@@ -470,6 +470,11 @@ class SB3VecEnv(VecEnv):
         return attr_name == "action_masks" or hasattr(self.venv, attr_name)
 
 
-def make_sb3_vec_env(num_envs: int, **env_kwargs: Any) -> SB3VecEnv:
-    """``OCCVectorEnv(num_envs, SAME_STEP, **env_kwargs)`` adapted for stable-baselines3."""
-    return SB3VecEnv(OCCVectorEnv(num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs))
+def make_sb3_vec_env(env_id: str, num_envs: int, **overrides: Any) -> SB3VecEnv:
+    """The native vector env of ``env_id`` (its registered kwargs, then ``overrides``), with
+    SAME_STEP autoreset, adapted for stable-baselines3."""
+    if env_id not in gym.registry:
+        ours = sorted(name for name in gym.registry if name.startswith("OCC-"))
+        raise ValueError(f"unknown env id {env_id!r}; occ-gym registers {ours}")
+    kwargs = {**gym.spec(env_id).kwargs, **overrides}
+    return SB3VecEnv(OCCVectorEnv(num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs))

@@ -144,8 +144,13 @@ def test_batched_simulation_equals_the_single_attempt_row_by_row():
 
 
 def test_maskable_ppo_trains_on_the_sb3_adapter():
-    env = make_sb3_vec_env(4, tiers="simulated", tasks="simulated", split="train")
+    env = make_sb3_vec_env("OCC-CodeSim-v0", 4, split="train")
     assert isinstance(env, SB3VecEnv)
+    code = make_sb3_vec_env("OCC-Code-v0", 2)  # once built the simulated env, silently
+    assert code.venv.template.tier_names == ("cheap", "medium", "expensive")
+    assert code.venv.template.task_source.split == "train"
+    with pytest.raises(ValueError, match="unknown env id"):
+        make_sb3_vec_env("CartPole-v9", 2)
     model = MaskablePPO("MlpPolicy", env, n_steps=32, batch_size=64, seed=0, device="cpu")
     model.learn(256)
     assert model.num_timesteps == 256

@@ -244,7 +244,7 @@ def make_training_env(
         monitor_dir.mkdir(parents=True, exist_ok=True)
     if run.config.vec_env == "native" and not seed_each_episode:
         filename = None if monitor_dir is None else str(monitor_dir / "native")
-        native = make_sb3_vec_env(n_envs, **env_kwargs)
+        native = make_sb3_vec_env(env_id, n_envs, **env_kwargs)
         return VecMonitor(native, filename=filename, info_keywords=MONITOR_KEYWORDS)
     builders = [factory(rank) for rank in range(n_envs)]
     if run.config.vec_env == "subproc":  # the eval env too: SB3 wants both of one type
