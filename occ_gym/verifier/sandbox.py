@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import queue
 import select
@@ -161,8 +162,8 @@ class SandboxLimits:
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
-            if value is not None and not value > 0:
-                raise ValueError(f"SandboxLimits.{name} must be > 0, got {value!r}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"SandboxLimits.{name} must be finite and > 0, got {value!r}")
 
     def wall_backstop(self, cpu_s: float) -> float:
         """The wall-clock deadline for a candidate with CPU budget ``cpu_s``."""
@@ -403,8 +404,9 @@ class SandboxServer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxFailure("the sandbox did not answer in time")
-            ready, _, _ = select.select([stream], [], [], remaining)
-            if not ready:
+            poller = select.poll()  # poll, not select: the host may hold more than 1024 fds
+            poller.register(stream, select.POLLIN)
+            if not poller.poll(remaining * 1000):
                 continue
             chunk = os.read(stream, 1 << 16)
             if not chunk:
@@ -530,5 +532,8 @@ class SandboxPool:
                     future.set_result(server.request(message, timeout_s))
                 except (SandboxFailure, SandboxUnavailable) as error:
                     future.set_exception(error)
+                except Exception as error:  # never leave a future unresolved or a worker dead
+                    server.stop()
+                    future.set_exception(SandboxFailure(f"{type(error).__name__}: {error}"))
         finally:
             server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import reprlib
 from dataclasses import dataclass, field
 from enum import Enum
@@ -209,8 +210,8 @@ class Candidate:
             raise ValueError(f"entry_point must be an identifier, got {self.entry_point!r}")
         if not self.tests and self.host_check is None:
             raise ValueError("a Candidate needs tests or a host check")
-        if self.cpu_s is not None and not self.cpu_s > 0:
-            raise ValueError(f"cpu_s must be > 0, got {self.cpu_s}")
+        if self.cpu_s is not None and not (self.cpu_s > 0 and math.isfinite(self.cpu_s)):
+            raise ValueError(f"cpu_s must be finite and > 0, got {self.cpu_s}")
 
 
 @dataclass(frozen=True)
