@@ -152,6 +152,7 @@ def bench_entries(config: BenchConfig, env: gym.Env) -> list[Entry]:
         )
     for path in config.policy_paths:
         policy = load_policy(path)
+        policy.check_fits(env, str(path))
         entries.append(
             Entry(policy.name, policy.name, "", None, penalty, True, _same(policy), True)
         )

@@ -109,7 +109,7 @@ def test_a_loaded_policy_never_takes_a_masked_action_in_1000_steps(tiny_run):
 
 def test_a_loaded_policy_predicts_a_batch_with_a_batch_of_masks(tiny_run):
     result, env_id, _ = tiny_run
-    policy = load_policy(result.out)  # a run folder means its best.zip
+    policy = load_policy(result.out)  # a run folder means its last.zip
     env = gym.make(env_id)
     obs, _ = env.reset(seed=0)
     masks = np.zeros((3, env.action_space.n), dtype=bool)
@@ -131,7 +131,8 @@ def test_training_resumes_from_a_checkpoint(tmp_path):
     )
     assert resumed.record["resumed_at"] == 512
     assert resumed.record["timesteps_done"] == 1024
-    assert [p["timesteps"] for p in resumed.record["eval_curve"]] == [768, 1024]
+    # the whole curve: the run it resumed from, then its own points
+    assert [p["timesteps"] for p in resumed.record["eval_curve"]] == [256, 512, 768, 1024]
 
 
 def test_the_same_seed_trains_the_same_weights(tmp_path):
@@ -308,3 +309,36 @@ def test_training_runs_on_the_native_vector_env(tmp_path):
     )
     with pytest.raises(TrainError, match="maskable_ppo"):
         resolve(replace(config, algo="ppo", out=str(tmp_path / "other")))
+
+
+def test_a_run_folder_means_its_last_checkpoint_and_the_command_reproduces_the_run(tiny_run):
+    from occ_gym.cli import build_parser
+
+    result, env_id, algo = tiny_run
+    assert load_policy(result.out).name.endswith("last.zip)")
+    args = build_parser().parse_args(shlex.split(result.record["command"])[1:])
+    config = result.record["config"]
+    assert (args.env, args.algo, args.vec_env) == (env_id, algo, config["vec_env"])
+    for flag in ("timesteps", "seed", "n_envs", "eval_episodes", "eval_every"):
+        assert getattr(args, flag) == config[flag], flag
+
+
+def test_best_checkpoint_choice_sees_the_final_update(tmp_path):
+    """The last evaluation used to run before the final update, so best.zip could be a model
+    the run had left behind (at worst the untrained one)."""
+    config = tiny_config(tmp_path / "run", "OCC-CodeSim-v0", "maskable_ppo", eval_every=384)
+    result = train(config)
+    curve = result.record["eval_curve"]
+    assert curve[-1]["timesteps"] == result.model.num_timesteps
+    assert [p["timesteps"] for p in curve] == [384, 512]
+
+
+def test_bench_refuses_a_policy_trained_for_another_env(tiny_run, tmp_path):
+    result, env_id, algo = tiny_run
+    if algo != "maskable_ppo" or env_id != "OCC-CodeSim-v0":
+        pytest.skip("one combination is enough")
+    other = "OCC-Code-v0"
+    code = cli_main(
+        ["bench", "--env", other, "--episodes", "2", "--seeds", "1", "--policy", str(result.out)]
+    )
+    assert code == 2

@@ -20,6 +20,8 @@ import occ_gym  # noqa: F401  (registers the env ids that gym.spec reads)
 from occ_gym.oracle import ImpactOracle
 from occ_gym.resources import POLICIES_DIR
 
+RUN_FILE = "run.json"
+
 """Shipped policies: ``<env id>/policy.zip`` with the ``run.json`` of the run that made it,
 trained at the env's own compute weight λ; ``<env id>/lambda=<λ>/`` holds the same recipe
 trained at other λ (the points of its cost-quality curve)."""
@@ -58,6 +60,24 @@ class LearnedPolicy:
         label = name or f"{algorithm.__name__}({_short(path)})"
         return cls(model, label)
 
+    def check_fits(self, env: gym.Env, source: str = "") -> None:
+        """Refuse, with a clear message, a policy trained for another env id or spaces."""
+        where = source or self.name
+        record = _run_record_beside(Path(source)) if source else None
+        env_id = env.spec.id if env.spec is not None else None
+        if record is not None and env_id is not None and record.get("env_id") != env_id:
+            raise PolicyFileError(
+                f"{where} was trained on {record.get('env_id')}, not on {env_id}: bench it there"
+            )
+        for name in ("observation_space", "action_space"):
+            trained, here = getattr(self.model, name), getattr(env.unwrapped, name)
+            if trained.shape != here.shape or getattr(trained, "n", None) != getattr(
+                here, "n", None
+            ):
+                raise PolicyFileError(
+                    f"{where}: its {name} {trained} does not match {env_id}'s {here}"
+                )
+
     def predict(
         self,
         observation: np.ndarray,
@@ -94,13 +114,23 @@ class LearnedPolicy:
 
 def load_policy(path: str | Path, name: str | None = None) -> LearnedPolicy:
     """The policy saved at ``path`` (a ``.zip`` that SB3 wrote, or a run folder, whose
-    ``best.zip`` is used), ready for ``occ_gym.evaluation.evaluate`` and ``occ-gym bench``."""
+    ``last.zip`` is used: name ``best.zip`` to get that one), ready for
+    ``occ_gym.evaluation.evaluate`` and ``occ-gym bench``."""
     path = Path(path)
     if path.is_dir():
-        path = path / "best.zip"
+        path = path / "last.zip"
     if not path.is_file():
         raise PolicyFileError(f"no policy file at {path}")
     return LearnedPolicy.load(path, name)
+
+
+def _run_record_beside(path: Path) -> dict[str, Any] | None:
+    """The run.json next to a checkpoint (or in a run folder), if there is a readable one."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        return json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def shipped_policy_path(env_id: str) -> Path | None:

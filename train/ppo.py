@@ -6,7 +6,8 @@ into its folder::
 
     runs/NAME/
       last.zip        the latest weights (saved at every evaluation, so a killed run resumes)
-      best.zip        the weights with the best held-out return so far
+      best.zip        the weights with the best held-out return (final model included); chosen
+                      on the evaluation split, so never the one to report on it
       run.json        config, cfg_hash, env_hash, seed, library versions, curve, final metrics
       evaluations/    SB3's evaluation log (evaluations.npz)
       monitor/        one Monitor CSV per training env
@@ -32,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from occ_gym.train.policy import LearnedPolicy
+from occ_gym.train.policy import RUN_FILE, LearnedPolicy
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sb3_contrib import MaskablePPO
@@ -64,7 +65,6 @@ MONITOR_KEYWORDS = ("hidden_pass", "compute")
 VEC_ENVS = ("dummy", "subproc", "native")
 """How the training envs are batched: Python envs in one process, one per subprocess, or the
 native ``occ_gym.vector`` env (numpy over all envs; MaskablePPO only)."""
-RUN_FILE = "run.json"
 
 
 class TrainError(ValueError):
@@ -327,6 +327,15 @@ class HeldOutCurve:
         self.eval_seed, self.started = eval_seed, started
         self.curve: list[dict[str, float]] = []
 
+    def evaluate_final(self, model: BaseAlgorithm) -> None:
+        """One more evaluation after the last update, unless the last one was at this step,
+        so best.zip is chosen among every model the run produced, the final one included."""
+        if self.curve and self.curve[-1]["timesteps"] == model.num_timesteps:
+            return
+        self.num_timesteps = model.num_timesteps
+        self.n_calls = self.eval_freq * (self.n_calls // self.eval_freq + 1)
+        self._on_step()
+
     def _init_callback(self) -> None:
         # The native vector env trains while one seeded Python env evaluates (so that held-out
         # episodes are the bench's): different types on purpose, not the mistake SB3 warns of.
@@ -418,6 +427,7 @@ def train(
             reset_num_timesteps=config.resume is None,
             tb_log_name="run",
         )
+        evaluator.evaluate_final(model)  # best.zip may be the model after its last update
         wall_seconds = time.perf_counter() - started
         model.save(run.out / "last.zip")
         if not (run.out / "best.zip").exists():
@@ -427,9 +437,20 @@ def train(
         eval_env.close()
         if model is not None and getattr(model, "_logger", None) is not None:
             model.logger.close()  # the TensorBoard writer's file and thread
-    record = _run_record(run, model, evaluator.curve, already, wall_seconds, command)
+    earlier = [] if config.resume is None else _earlier_curve(Path(config.resume).parent, already)
+    curve = earlier + evaluator.curve
+    record = _run_record(run, model, curve, already, wall_seconds, command)
     (run.out / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return RunResult(run.out, model, record)
+
+
+def _earlier_curve(folder: Path, resumed_at: int) -> list[dict[str, float]]:
+    """The held-out curve of the run a checkpoint came from, up to where this one resumed."""
+    try:
+        earlier = json.loads((folder / RUN_FILE).read_text()).get("eval_curve", [])
+    except (OSError, ValueError):
+        return []
+    return [point for point in earlier if point.get("timesteps", 0) <= resumed_at]
 
 
 def _run_record(
@@ -470,12 +491,16 @@ def _run_record(
 
 
 def _command_for(run: ResolvedRun) -> str:
+    """The ``occ-gym train`` command that reproduces this run, every setting spelled out."""
     config = run.config
     parts = [
         f"occ-gym train --env {config.env_id} --algo {config.algo}",
         f"--timesteps {run.timesteps} --seed {config.seed} --n-envs {run.n_envs}",
-        f"--out {config.out}",
+        f"--eval-episodes {config.eval_episodes} --eval-every {config.eval_every}",
+        f"--vec-env {config.vec_env} --out {shlex.quote(config.out)}",
     ]
+    if config.resume is not None:
+        parts.append(f"--resume {shlex.quote(config.resume)}")
     for flag, values in (("--set", config.overrides), ("--env-kwarg", config.env_kwargs)):
         parts += [
             f"{flag} {shlex.quote(f'{k}={toml_value(v)}')}" for k, v in sorted(values.items())
