@@ -44,10 +44,10 @@ from stable_baselines3.common.env_util import make_vec_env
 import occ_gym
 from occ_gym.env import occ_env
 from occ_gym.hashing import library_versions
+from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.tasks.synthetic import make_problem
 from occ_gym.tiers.nano import TIER_NAMES, NanoModel
 from occ_gym.tiers.nano_tier import AttemptRequest, run_attempts
-from occ_gym.vector import make_sb3_vec_env
 from occ_gym.verifier import SandboxConfig, Verifier
 
 TARGETS = {

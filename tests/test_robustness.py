@@ -167,3 +167,19 @@ def test_bad_arguments_name_the_problem_once(kwargs, error, message):
         gym.make("OCC-Code-v0", **kwargs)
     text = str(raised.value)
     assert all(text.count(part) <= 1 for part in ("/nonexistent/t.parquet", "val.parquet"))
+
+
+def test_replay_mode_never_imports_torch():
+    """gym.make("OCC-Code-v0") imported torch (1.5-2 s, ~35 s to start subproc training)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, gymnasium as gym, occ_gym\n"
+        "env = gym.make('OCC-Code-v0')\nenv.reset(seed=0)\nenv.step(0)\n"
+        "envs = gym.make_vec('OCC-Code-v0', num_envs=2)\nenvs.reset(seed=0)\n"
+        "print(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -47,7 +47,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 import occ_gym
 from occ_gym.evaluation import evaluate
 from occ_gym.hashing import env_hash, library_versions, stable_hash
-from occ_gym.vector import make_sb3_vec_env
+from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.wrappers import IllegalActionPenalty
 
 try:

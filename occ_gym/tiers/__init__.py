@@ -29,7 +29,7 @@ def make_tiers(
             raise ValueError(f"nano tiers write code for tasks='synthetic', not {tasks!r}")
         if simulation is not None:
             raise ValueError("simulation overrides apply to simulated tiers, not to tiers='nano'")
-        from occ_gym.tiers.nano_tier import make_nano_tiers  # imports torch: only when asked
+        from occ_gym.tiers.nano_tier import make_nano_tiers
 
         return list(make_nano_tiers(split, mode, traces))
     if mode != "replay" or traces is not None:

@@ -14,11 +14,9 @@ attempts (``r = 0``) and repairs. Compute is counted in matmul FLOPs (``attempt_
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,71 +25,29 @@ from torch import nn
 from torch.nn import functional as F
 
 from occ_gym.resources import MODELS_DIR
-
-SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<fb>", "<unk>")
-PAD, BOS, EOS, FEEDBACK, UNK = range(len(SPECIAL_TOKENS))
-TOKEN_PATTERN = re.compile(r"\n(?: {4})*| ?[A-Za-z_]+| ?\d+| ?(?:==|!=|<=|>=|->|::)| ?[^\w\s]|\s")
-"""Words and numbers keep one leading space; a newline keeps the indent after it."""
-FALLBACK_CHARACTERS = (*tuple(chr(code) for code in range(32, 127)), "\n")
-
-
-class CodeTokenizer:
-    """Token ids for the task language; pieces outside the vocabulary fall back to characters."""
-
-    def __init__(self, pieces: Sequence[str]):
-        if tuple(pieces[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
-            raise ValueError(f"a vocabulary starts with the special tokens {SPECIAL_TOKENS}")
-        if len(set(pieces)) != len(pieces):
-            raise ValueError("the vocabulary has repeated pieces")
-        missing = set(FALLBACK_CHARACTERS) - set(pieces)
-        if missing:
-            raise ValueError(f"the vocabulary lacks fallback characters {sorted(missing)}")
-        self.pieces = tuple(pieces)
-        self.ids = {piece: index for index, piece in enumerate(self.pieces)}
-
-    @classmethod
-    def build(cls, texts: Iterable[str], min_count: int) -> CodeTokenizer:
-        """The pieces seen at least ``min_count`` times in ``texts``, plus every character."""
-        counts: dict[str, int] = {}
-        for text in texts:
-            for piece in TOKEN_PATTERN.findall(text):
-                counts[piece] = counts.get(piece, 0) + 1
-        frequent = sorted(p for p, n in counts.items() if n >= min_count and len(p) > 1)
-        return cls([*SPECIAL_TOKENS, *FALLBACK_CHARACTERS, *frequent])
-
-    def __len__(self) -> int:
-        return len(self.pieces)
-
-    def encode(self, text: str) -> list[int]:
-        ids: list[int] = []
-        for piece in TOKEN_PATTERN.findall(text):
-            index = self.ids.get(piece)
-            if index is not None:
-                ids.append(index)
-            else:
-                ids.extend(self.ids.get(ch, UNK) for ch in piece)
-        return ids
-
-    def decode(self, ids: Iterable[int]) -> str:
-        return "".join(self.pieces[i] for i in ids if i >= len(SPECIAL_TOKENS))
-
-
-@dataclass(frozen=True)
-class NanoConfig:
-    """The shape of a NanoCodeGen model."""
-
-    vocab_size: int
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 512
-    block_size: int = 512
-    max_repair_rounds: int = 3
-    """Rounds beyond this share the last round's embedding."""
-
-    def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+from occ_gym.tiers.nano_card import (  # re-exported: the torch-free half of this module
+    BODY_ESTIMATE_TOKENS,
+    BOS,
+    EOS,
+    FALLBACK_CHARACTERS,
+    FEEDBACK,
+    MAX_NEW_TOKENS,
+    PAD,
+    REPAIR_ESTIMATE_TOKENS,
+    SPECIAL_TOKENS,
+    TEMPERATURE,
+    TIER_NAMES,
+    TOKEN_PATTERN,
+    UNK,
+    CheckpointError,
+    CodeTokenizer,
+    NanoConfig,
+    attempt_flops,
+    attempt_seed,
+    matmul_parameters,
+    read_card,
+    repair_context,
+)
 
 
 class Block(nn.Module):
@@ -244,25 +200,6 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def matmul_parameters(config: NanoConfig) -> int:
-    """Weights one token passes through in matrix multiplications (the output head included)."""
-    per_layer = 4 * config.d_model * config.d_model + 2 * config.d_model * config.d_ff
-    return config.n_layers * per_layer + config.d_model * config.vocab_size
-
-
-def attempt_flops(config: NanoConfig, context_tokens: int, new_tokens: int) -> int:
-    """Matmul FLOPs of one attempt: prefill ``context_tokens``, then decode ``new_tokens``.
-
-    Every position fed through the model costs ``2 * matmul_parameters`` plus, per layer,
-    ``4 * d_model * keys`` for the scores and the weighted sum over the ``keys`` it attends to
-    (itself and everything before). The last new token is sampled but never fed back.
-    """
-    fed = context_tokens + max(new_tokens - 1, 0)
-    dense = 2 * matmul_parameters(config) * fed
-    attention = 4 * config.d_model * config.n_layers * (fed * (fed + 1) // 2)
-    return dense + attention
-
-
 def save_model(model: NanoCodeGen, tokenizer: CodeTokenizer, card: dict, stem: Path) -> None:
     """Write ``stem.safetensors`` (weights) and ``stem.json`` (config, vocabulary, model card)."""
     from safetensors.torch import save_file
@@ -271,25 +208,6 @@ def save_model(model: NanoCodeGen, tokenizer: CodeTokenizer, card: dict, stem: P
     save_file(state, str(stem.with_suffix(".safetensors")))
     document = {"config": asdict(model.config), "vocabulary": list(tokenizer.pieces), "card": card}
     stem.with_suffix(".json").write_text(json.dumps(document, indent=1) + "\n")
-
-
-class CheckpointError(ValueError):
-    """A model file is missing, truncated or does not match its card."""
-
-
-def read_card(stem: Path) -> tuple[NanoConfig, CodeTokenizer, dict]:
-    """The config, tokenizer and model card of a saved model, without loading its weights."""
-    path = stem.with_suffix(".json")
-    try:
-        document = json.loads(path.read_text())
-        config = NanoConfig(**document["config"])
-        tokenizer = CodeTokenizer(document["vocabulary"])
-        card = dict(document["card"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"cannot read model card {path}: {error}") from error
-    if len(tokenizer) != config.vocab_size:
-        raise CheckpointError(f"{path}: vocabulary size does not match the config")
-    return config, tokenizer, card
 
 
 def load_model(stem: Path) -> tuple[NanoCodeGen, CodeTokenizer, dict]:
@@ -308,44 +226,6 @@ def load_model(stem: Path) -> tuple[NanoCodeGen, CodeTokenizer, dict]:
         raise CheckpointError(f"cannot load weights {weights_path}: {error}") from error
     model.eval()
     return model, tokenizer, card
-
-
-MAX_NEW_TOKENS = 96
-"""The longest body a tier writes (a reference body has at most about 60 tokens)."""
-TEMPERATURE = 0.8
-"""Sampling temperature of every recorded and live attempt."""
-REPAIR_ESTIMATE_TOKENS = 70
-"""Tokens a failed candidate and its feedback add to the context, for cost estimates."""
-BODY_ESTIMATE_TOKENS = 35
-"""Tokens of a typical body, for cost estimates made before an attempt."""
-TIER_NAMES = ("cheap", "medium", "expensive")
-
-
-def repair_context(
-    tokenizer: CodeTokenizer,
-    prompt: str,
-    failures: Sequence[tuple[str, str]],
-    limit: int | None = None,
-) -> list[int]:
-    """``<bos> prompt`` then ``body <eos> <fb> feedback <eos>`` for each failed attempt.
-
-    With a ``limit``, the oldest failures are left out until the context fits (the prompt and
-    the latest failure always stay).
-    """
-    head = [BOS, *tokenizer.encode(prompt)]
-    turns = [
-        [*tokenizer.encode(body), EOS, FEEDBACK, *tokenizer.encode(feedback), EOS]
-        for body, feedback in failures
-    ]
-    while limit is not None and len(turns) > 1 and len(head) + sum(map(len, turns)) > limit:
-        turns.pop(0)
-    return head + [token for turn in turns for token in turn]
-
-
-def attempt_seed(task_id: str, tier: str, sample: int, repair_round: int) -> int:
-    """The seed of one attempt's sampling: a stable hash of its key, never Python's ``hash``."""
-    text = f"{task_id}|{tier}|{sample}|{repair_round}"
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 class NanoModel:
@@ -402,3 +282,34 @@ class NanoModel:
                 (self.tokenizer.decode(ids), min(len(ids) + 1, MAX_NEW_TOKENS)) for ids in outputs
             )
         return results
+
+
+__all__ = [
+    "BODY_ESTIMATE_TOKENS",
+    "BOS",
+    "EOS",
+    "FALLBACK_CHARACTERS",
+    "FEEDBACK",
+    "MAX_NEW_TOKENS",
+    "MODELS_DIR",
+    "PAD",
+    "REPAIR_ESTIMATE_TOKENS",
+    "SPECIAL_TOKENS",
+    "TEMPERATURE",
+    "TIER_NAMES",
+    "TOKEN_PATTERN",
+    "UNK",
+    "Block",
+    "CheckpointError",
+    "CodeTokenizer",
+    "NanoCodeGen",
+    "NanoConfig",
+    "NanoModel",
+    "attempt_flops",
+    "attempt_seed",
+    "load_model",
+    "matmul_parameters",
+    "read_card",
+    "repair_context",
+    "save_model",
+]

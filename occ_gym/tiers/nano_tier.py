@@ -11,19 +11,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from occ_gym.attempt import OUTCOME_FIELDS, Attempt
-from occ_gym.resources import TRACES_DIR
+from occ_gym.resources import MODELS_DIR, TRACES_DIR
 from occ_gym.tasks.base import Task
 from occ_gym.tasks.synthetic import SyntheticProblem, problem_for
-from occ_gym.tiers.nano import (
+from occ_gym.tiers.nano_card import (
     BODY_ESTIMATE_TOKENS,
-    MODELS_DIR,
     REPAIR_ESTIMATE_TOKENS,
     TIER_NAMES,
-    NanoModel,
     attempt_flops,
     attempt_seed,
     read_card,
@@ -31,6 +30,9 @@ from occ_gym.tiers.nano import (
 )
 from occ_gym.traces import FLOPS_PER_COST_UNIT, TraceError, TraceRow, TraceTable, coverage_gaps
 from occ_gym.verifier import Verifier
+
+if TYPE_CHECKING:
+    from occ_gym.tiers.nano import NanoModel
 
 SAMPLES_PER_TASK = 4
 """Fresh samples recorded per task and tier; the env rotates through them."""
@@ -124,6 +126,8 @@ class LiveBackend:
 
     def model(self, name: str) -> NanoModel:
         if name not in self._models:
+            from occ_gym.tiers.nano import NanoModel  # torch: only when a model writes
+
             self._models[name] = NanoModel.load(name, self.models_dir)
         return self._models[name]
 

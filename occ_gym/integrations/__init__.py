@@ -1,0 +1,1 @@
+"""Adapters to other libraries; never imported by the light paths (env, replay, bench)."""
