@@ -129,6 +129,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     | mode          | "replay"      | nano tiers: "replay" (the shipped traces) or "live" (run   |
     |               |               | the models and the sandboxed verifier on a cache miss)     |
     | traces        | None          | nano tiers: a trace table to replay instead of the shipped |
+    | models        | None          | nano tiers: a folder of model cards and weights instead of |
+    |               |               | the shipped ones (live mode loads them all at make)        |
     | simulation    | None          | overrides of ``SimulationConfig`` (repairs, test outcomes) |
     | oracle        | None          | overrides of ``ImpactOracle`` weights                      |
     | verifier_cost | 50.0          | cost units of one VERIFY                                   |
@@ -157,6 +159,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         split: str = "train",
         mode: str = "replay",
         traces: str | None = None,
+        models: str | None = None,
         simulation: Mapping[str, Any] | None = None,
         oracle: Mapping[str, Any] | None = None,
         verifier_cost: float = 50.0,
@@ -189,7 +192,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
         self.render_mode = render_mode
         self.max_steps = int(max_steps)
-        self.tiers = make_tiers(tiers, tasks, split, mode, traces, simulation)
+        self.tiers = make_tiers(tiers, tasks, split, mode, traces, simulation, models)
         recorded_tasks = getattr(self.tiers[0], "task_count", None)
         self.task_source = (
             make_task_source(tasks, split)

@@ -183,3 +183,75 @@ def test_replay_mode_never_imports_torch():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+BOUNDARY_KWARGS = [
+    {"split": "test"},
+    {"max_steps": 2},
+    {"max_steps": 64},
+    {"verifier_cost": 0.0},
+    {"budget": 1e-3},  # below every action's cost: only ABSTAIN is left
+    {"budget": 1e9},
+    {"oracle": {"compute_penalty": 0.0}},
+    {"render_mode": "ansi"},
+]
+
+
+@pytest.mark.parametrize("env_id", ["OCC-Code-v0", "OCC-CodeSim-v0"])
+@pytest.mark.parametrize("kwargs", BOUNDARY_KWARGS, ids=lambda k: ",".join(map(str, k.items())))
+def test_every_documented_argument_at_a_boundary_plays_mask_legal_episodes(env_id, kwargs):
+    env = gym.make(env_id, **kwargs)
+    assert play_mask_legal(env, episodes=15, seed=7) > 0
+    if kwargs.get("render_mode") == "ansi":
+        assert "task" in env.render()
+    env.close()
+
+
+@pytest.mark.parametrize("mode", ["native", "sync"])
+@pytest.mark.parametrize("kwargs", [{"max_steps": 2}, {"verifier_cost": 0.0}, {"split": "test"}])
+def test_vector_envs_play_boundary_arguments(mode, kwargs):
+    extra = {"vectorization_mode": "sync"} if mode == "sync" else {}
+    envs = gym.make_vec("OCC-Code-v0", num_envs=3, **kwargs, **extra)
+    rng = np.random.default_rng(1)
+    envs.reset(seed=0)
+    for _ in range(100):
+        masks = np.stack(envs.call("action_masks")) if mode == "sync" else envs.action_masks()
+        envs.step(np.array([rng.choice(np.flatnonzero(mask)) for mask in masks]))
+    envs.close()
+
+
+def test_a_models_folder_is_validated_at_make(tmp_path):
+    import shutil
+
+    from occ_gym.resources import MODELS_DIR
+    from occ_gym.tiers.nano_card import CheckpointError
+
+    with pytest.raises(ValueError, match=r"models folder .* not found"):
+        gym.make("OCC-Code-v0", models=str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match="tiers='nano' only"):
+        gym.make("OCC-CodeSim-v0", models=str(tmp_path))
+    shutil.copytree(MODELS_DIR, tmp_path / "models")
+    damaged = tmp_path / "models" / "medium.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    assert gym.make("OCC-Code-v0", models=str(tmp_path / "models")) is not None  # replay: cards
+    with pytest.raises(CheckpointError, match=r"medium\.safetensors"):
+        gym.make("OCC-Code-v0", mode="live", models=str(tmp_path / "models"))
+
+
+def test_a_live_env_pickles_after_a_live_attempt(tmp_path):
+    import pickle
+
+    table = first_tasks(shipped(), 3)
+    table = table.filter(pc.equal(table.column("tier"), "cheap"))
+    path = tmp_path / "cheap-only.parquet"
+    write_table(table, path)
+    env = gym.make("OCC-Code-v0", split="test", traces=str(path), mode="live")
+    env.reset(seed=0)
+    layout = env.unwrapped.action_layout
+    env.step(layout.attempt("expensive"))  # not in the table: written and verified live
+    copy = pickle.loads(pickle.dumps(env))
+    copy.reset(seed=0)
+    _, _, _, _, info = copy.step(layout.attempt("expensive"))
+    assert info["tier"] == "expensive"
+    copy.close()
+    env.close()

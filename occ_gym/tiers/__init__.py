@@ -22,6 +22,7 @@ def make_tiers(
     mode: str = "replay",
     traces: str | None = None,
     simulation: Mapping[str, Any] | None = None,
+    models: str | None = None,
 ) -> list[Tier]:
     """The env's tiers from its kwargs: simulated ones, or the trained nano models."""
     if isinstance(tiers, str) and tiers == "nano":
@@ -31,9 +32,9 @@ def make_tiers(
             raise ValueError("simulation overrides apply to simulated tiers, not to tiers='nano'")
         from occ_gym.tiers.nano_tier import make_nano_tiers
 
-        return list(make_nano_tiers(split, mode, traces))
-    if mode != "replay" or traces is not None:
-        raise ValueError("mode and traces apply to tiers='nano' only")
+        return list(make_nano_tiers(split, mode, traces, models))
+    if mode != "replay" or traces is not None or models is not None:
+        raise ValueError("mode, traces and models apply to tiers='nano' only")
     return list(make_simulated_tiers(tiers, simulation))
 
 

@@ -142,6 +142,10 @@ class LiveBackend:
             self._verifier.close()
             self._verifier = None
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickles without its sandbox processes and loaded networks (made again on demand)."""
+        return {"models_dir": self.models_dir, "_models": {}, "_verifier": None}
+
 
 class NanoTier:
     """A trained nano model as a ``Tier``: recorded attempts first, live writing on a miss.
@@ -242,11 +246,19 @@ def traces_path(split: str) -> Path:
 
 
 def make_nano_tiers(
-    split: str, mode: str = "replay", traces: str | Path | None = None
+    split: str,
+    mode: str = "replay",
+    traces: str | Path | None = None,
+    models: str | Path | None = None,
 ) -> list[NanoTier]:
-    """The three nano tiers, cheapest first, over the trace table of ``split``."""
+    """The three nano tiers, cheapest first, over the trace table of ``split``; ``models`` is
+    a folder of ``<tier>.json`` cards and ``<tier>.safetensors`` weights (the shipped ones by
+    default). Live mode loads every model here, so a damaged file fails at ``gym.make``."""
     if mode not in ("replay", "live"):
         raise ValueError(f"mode must be 'replay' or 'live', got {mode!r}")
+    models_dir = MODELS_DIR if models is None else Path(models)
+    if not models_dir.is_dir():
+        raise ValueError(f"models folder {models_dir} not found")
     if traces is None and not traces_path(split).is_file():
         shipped = sorted(path.stem for path in TRACES_DIR.glob("*.parquet"))
         raise ValueError(
@@ -257,8 +269,12 @@ def make_nano_tiers(
     task_count = recorded_task_count(table, split)
     if mode == "replay":
         check_replayable(table)
-    live = LiveBackend() if mode == "live" else None
-    return [NanoTier(name, table, task_count, live) for name in TIER_NAMES]
+    live = LiveBackend(models_dir) if mode == "live" else None
+    tiers = [NanoTier(name, table, task_count, live, models_dir) for name in TIER_NAMES]
+    if live is not None:
+        for name in TIER_NAMES:
+            live.model(name)  # CheckpointError naming the file, now rather than mid-episode
+    return tiers
 
 
 def check_replayable(table: TraceTable) -> None:
