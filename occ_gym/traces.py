@@ -223,11 +223,11 @@ def coverage_gaps(table: TraceTable, tiers: list[str], samples: int, rounds: int
         for tier in tiers:
             for sample in range(samples):
                 for repair_round in range(rounds + 1):
-                    row = table.row((task_id, tier, sample, repair_round))
-                    if row is None:
+                    passed = table.passes_public((task_id, tier, sample, repair_round))
+                    if passed is None:
                         missing.append(f"{(task_id, tier, sample, repair_round)}")
                         break
-                    if row.public_passed == row.public_total:
+                    if passed:
                         break  # no episode repairs a candidate that passed
                 if len(missing) >= 3:
                     return missing
@@ -265,6 +265,13 @@ class TraceTable:
             row = TraceRow(**{name: self._columns[name][index] for name in TRACE_SCHEMA.names})
             self._rows[index] = row
         return row
+
+    def passes_public(self, key: tuple[str, str, int, int]) -> bool | None:
+        """Whether the attempt at ``key`` passed its public tests (None: no such row)."""
+        index = self._index.get(key)
+        if index is None:
+            return None
+        return self._columns["public_passed"][index] == self._columns["public_total"][index]
 
     def task_ids(self) -> list[str]:
         return list(dict.fromkeys(self._columns["task_id"]))

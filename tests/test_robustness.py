@@ -62,24 +62,45 @@ def first_tasks(table: pa.Table, count: int, split: str = "test") -> pa.Table:
     return table.filter(pc.is_in(table.column("task_id"), value_set=wanted))
 
 
-def test_a_table_with_two_samples_serves_every_episode(tmp_path):
+def replay_of(tmp_path, keep, **kwargs) -> gym.Env:
+    """OCC-Code-v0 replaying the shipped table's first 40 test tasks, rows where ``keep``."""
     table = first_tasks(shipped(), 40)
-    table = table.filter(pc.less(table.column("sample"), 2))
-    path = tmp_path / "two-samples.parquet"
-    write_table(table, path)
-    env = gym.make("OCC-Code-v0", split="test", traces=str(path), max_steps=16)
+    path = tmp_path / "subset.parquet"
+    write_table(table.filter(keep(table)), path)
+    return gym.make("OCC-Code-v0", split="test", traces=str(path), **kwargs)
+
+
+def test_a_table_with_two_samples_serves_every_episode(tmp_path):
+    env = replay_of(tmp_path, lambda t: pc.less(t.column("sample"), 2), max_steps=16)
     assert env.unwrapped.tiers[0].samples_per_task == 2
     assert play_mask_legal(env, episodes=60, seed=3) > 0
 
 
 def test_a_table_with_shallower_repairs_caps_the_mask(tmp_path):
-    table = first_tasks(shipped(), 40)
-    table = table.filter(pc.less_equal(table.column("repair_round"), 1))
-    path = tmp_path / "one-repair.parquet"
-    write_table(table, path)
-    env = gym.make("OCC-Code-v0", split="test", traces=str(path), max_steps=16)
+    env = replay_of(tmp_path, lambda t: pc.less_equal(t.column("repair_round"), 1), max_steps=16)
     assert env.unwrapped.executor.repair_limit == 1
     assert play_mask_legal(env, episodes=60, seed=4) > 0
+
+
+def test_live_mode_repairs_as_deep_as_max_steps_allows(tmp_path):
+    """The table holds rounds 0-3; live mode writes and verifies the rounds beyond."""
+    keep_all = lambda t: pc.is_valid(t.column("sample"))  # noqa: E731
+    env = replay_of(tmp_path, keep_all, mode="live", max_steps=16)
+    layout, deepest = env.unwrapped.action_layout, 0
+    assert env.unwrapped.executor.repair_limit == 7  # one ATTEMPT, then 7 x (VERIFY, REPAIR)
+    for episode in range(6):
+        env.reset(seed=episode)
+        env.step(layout.attempt("cheap"))
+        repairs, done = 0, False
+        while not done:
+            mask = env.unwrapped.action_masks()
+            action = next(a for a in (layout.verify, layout.repair, layout.submit) if mask[a])
+            repairs += action == layout.repair
+            _, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        deepest = max(deepest, repairs)
+    assert deepest == 7
+    env.close()
 
 
 def replace_column(table: pa.Table, name: str, values) -> pa.Table:

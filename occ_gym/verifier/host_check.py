@@ -34,8 +34,8 @@ MAX_CHECK_ROUNDS = 64
 MAX_CHECK_CALLS = 10_000
 """Calls of the candidate one host check may make (HumanEval's most is 105)."""
 
-RunCalls = Callable[[Candidate, list[tuple[Any, ...]], Budget], "Future[dict[str, Any]]"]
-"""Runs a candidate's code in a sandbox on a list of calls (``Verifier.run``)."""
+RunCalls = Callable[[Candidate, list[Any], Budget], "Future[dict[str, Any]]"]
+"""Runs a candidate's code in a sandbox on encoded argument lists (``Verifier.run``)."""
 
 
 class CandidateRaised(Exception):
@@ -159,10 +159,10 @@ class HostCheckRun:
                 self.future.set_result(unrun(self.candidate, ExitKind.CRASH, message))
                 return
             self.sent = self._discover(run)
-            calls = [tuple(protocol.decode_value(json.loads(wire))) for wire in self.sent]
-            tests = [test.args for test in self.candidate.tests]
-            expected = len(tests) + len(calls)
-            answer = self.run_calls(self.candidate, tests + calls, self.budget)
+            tests = [protocol.encode_value(list(test.args)) for test in self.candidate.tests]
+            inputs = tests + [json.loads(wire) for wire in self.sent]
+            expected = len(inputs)
+            answer = self.run_calls(self.candidate, inputs, self.budget)
             answer.add_done_callback(lambda done: self._answered(done, expected))
         except _Unjudgeable as error:
             self.future.set_result(unrun(self.candidate, ExitKind.CRASH, str(error)))

@@ -400,12 +400,12 @@ class SandboxServer:
         assert self._process is not None and self._process.stdout is not None
         stream = self._process.stdout.fileno()
         limit = 2 * self._settings["max_result_bytes"] + (1 << 16)  # base64 is 4/3
+        poller = select.poll()  # poll, not select: the host may hold more than 1024 fds
+        poller.register(stream, select.POLLIN)
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxFailure("the sandbox did not answer in time")
-            poller = select.poll()  # poll, not select: the host may hold more than 1024 fds
-            poller.register(stream, select.POLLIN)
             if not poller.poll(remaining * 1000):
                 continue
             chunk = os.read(stream, 1 << 16)

@@ -81,9 +81,8 @@ class Verifier:
         def finish(answer: Future[dict[str, Any]]) -> None:
             verdict.set_result(settle(candidate, answer, budget, judge))
 
-        self.run(candidate, [test.args for test in candidate.tests], budget).add_done_callback(
-            finish
-        )
+        inputs = [protocol.encode_value(list(test.args)) for test in candidate.tests]
+        self.run(candidate, inputs, budget).add_done_callback(finish)
         return verdict
 
     def budget(self, candidate: Candidate) -> Budget:
@@ -92,14 +91,15 @@ class Verifier:
         return Budget(cpu_s, self.config.limits.wall_backstop(cpu_s))
 
     def run(
-        self, candidate: Candidate, calls: list[tuple[Any, ...]], budget: Budget
+        self, candidate: Candidate, inputs: list[Any], budget: Budget
     ) -> Future[dict[str, Any]]:
-        """Run ``candidate``'s code in a sandbox and call its entry point on each of ``calls``."""
+        """Run ``candidate``'s code in a sandbox and call its entry point on each of ``inputs``
+        (argument lists as ``protocol.encode_value`` encodes them)."""
         return self.pool.submit(
             {
                 "code": candidate.code,
                 "entry_point": candidate.entry_point,
-                "inputs": [protocol.encode_value(list(args)) for args in calls],
+                "inputs": inputs,
                 "cpu_s": budget.cpu_s,
                 "wall_s": budget.wall_s,
             }
