@@ -18,7 +18,7 @@ from occ_gym.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLa
 from occ_gym.ledger import CreditLedger
 from occ_gym.oracle import ImpactOracle
 from occ_gym.tasks import SyntheticTaskSource, make_task_source
-from occ_gym.tasks.base import Task
+from occ_gym.tasks.base import Task, base_split, carve_split
 from occ_gym.tiers import make_tiers
 
 UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
@@ -105,6 +105,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     - Termination: SUBMIT or ABSTAIN.
     - Truncation: ``max_steps`` steps without either (nothing is submitted). The env truncates
       itself; its registrations set no ``max_episode_steps`` so the two can never disagree.
+      A ``TimeLimit`` added by hand (``gym.make(id, max_episode_steps=N)``) is invisible to
+      the env: wrap it in ``occ_gym.wrappers.TruncationInfo`` for the keys below.
 
     The last step's ``info`` holds the episode contract: ``outcome`` ("submitted", "abstained"
     or "truncated"), ``hidden_pass`` (bool; also as ``is_success``, which SB3 logs as a success
@@ -125,7 +127,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     | tiers         | "simulated"   | "simulated", a list of ``SimulatedTierSpec`` mappings, or  |
     |               |               | "nano" (the trained code models; needs tasks="synthetic")  |
     | tasks         | "simulated"   | the task source: "simulated" or "synthetic" (nano tiers)   |
-    | split         | "train"       | "train" or "test" (held out)                               |
+    | split         | "train"       | "train", "test" (held out), or "val" / "fit": every 10th   |
+    |               |               | train task / the rest (choose checkpoints on val)          |
     | mode          | "replay"      | nano tiers: "replay" (the shipped traces) or "live" (run   |
     |               |               | the models and the sandboxed verifier on a cache miss)     |
     | traces        | None          | nano tiers: a trace table to replay instead of the shipped |
@@ -192,12 +195,13 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
         self.render_mode = render_mode
         self.max_steps = int(max_steps)
-        self.tiers = make_tiers(tiers, tasks, split, mode, traces, simulation, models)
+        recorded_split = base_split(split)
+        self.tiers = make_tiers(tiers, tasks, recorded_split, mode, traces, simulation, models)
         recorded_tasks = getattr(self.tiers[0], "task_count", None)
         self.task_source = (
             make_task_source(tasks, split)
             if recorded_tasks is None
-            else SyntheticTaskSource(split, recorded_tasks)
+            else carve_split(SyntheticTaskSource(recorded_split, recorded_tasks), split)
         )
         self.oracle: ImpactOracle = build_dataclass(ImpactOracle, oracle or {}, "oracle")
         self.tier_names = tuple(tier.name for tier in self.tiers)
@@ -363,7 +367,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     def truncation_summary(self) -> dict[str, Any]:
         """The end-of-episode info keys for an episode an outer wrapper cut short (Gymnasium's
         ``TimeLimit``, which the env cannot see): what the env's own truncation would report at
-        this step. ``run_episodes`` adds them when a final info lacks them."""
+        this step. ``occ_gym.wrappers.TruncationInfo`` and ``run_episodes`` add them when a
+        final info lacks them."""
         if self._task is None:
             raise RuntimeError("call reset() before truncation_summary()")
         summary, _ = self._episode_summary("truncated", None)

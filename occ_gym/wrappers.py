@@ -1,4 +1,5 @@
-"""Wrappers for learners that cannot read action masks."""
+"""Wrappers: the end-of-episode info under any truncation, and one for learners that cannot
+read action masks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,29 @@ import gymnasium as gym
 import numpy as np
 
 from occ_gym.env import occ_env
+
+
+class TruncationInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Gives an episode that a wrapper beneath it truncated (Gymnasium's ``TimeLimit``, which the
+    env cannot see) the same end-of-episode info keys as one the env truncated itself
+    (``outcome="truncated"``, ``hidden_pass=False``, ``compute``, ...).
+
+    Put it outside the ``TimeLimit``: ``TruncationInfo(gym.make(id, max_episode_steps=N))``.
+    (It cannot be registered to do so: ``gym.make_vec`` refuses a spec's extra wrappers in its
+    default mode, the native vector env.) Only the info changes: the rewards already agree, as
+    a truncated episode submits nothing and so adds no outcome terms. The env's own limit,
+    ``max_steps``, needs none of this, and the observation shows the steps it leaves.
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if truncated and "outcome" not in info:
+            info.update(self.env.unwrapped.truncation_summary())
+        return obs, reward, terminated, truncated, info
 
 
 class IllegalActionPenalty(gym.Wrapper):

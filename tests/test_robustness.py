@@ -15,6 +15,7 @@ import pytest
 
 from occ_gym.tiers.nano_tier import traces_path
 from occ_gym.traces import TraceError, read_table, write_table
+from occ_gym.wrappers import TruncationInfo
 
 
 def play_mask_legal(env: gym.Env, episodes: int, seed: int) -> int:
@@ -160,6 +161,37 @@ def test_evaluation_works_under_gymnasium_time_limit(env_id):
     assert truncated and set(final) >= set(own.unwrapped.truncation_summary())
 
 
+@pytest.mark.parametrize("env_id", ["OCC-Code-v0", "OCC-CodeSim-v0"])
+def test_the_final_info_has_the_same_keys_whoever_truncates(env_id):
+    """Under gym.make's TimeLimit the final info lacked outcome, hidden_pass and the rest:
+    TruncationInfo, outside it, adds them."""
+
+    def final_info(env: gym.Env) -> tuple[dict, float]:
+        env.reset(seed=3)
+        total = 0.0
+        while True:
+            _, reward, terminated, truncated, info = env.step(0)
+            total += float(reward)
+            if terminated or truncated:
+                assert truncated and not terminated
+                return info, total
+
+    own_info, own_return = final_info(gym.make(env_id, max_steps=3))
+    limited_info, limited_return = final_info(TruncationInfo(gym.make(env_id, max_episode_steps=3)))
+    assert set(limited_info) == set(own_info)
+    assert limited_info["outcome"] == own_info["outcome"] == "truncated"
+    assert limited_info["compute"] == own_info["compute"]
+    assert limited_return == own_return
+    vector = gym.make_vec(
+        env_id, 2, vectorization_mode="sync", max_episode_steps=3, wrappers=[TruncationInfo]
+    )
+    vector.reset(seed=3)
+    for _ in range(3):
+        *_, truncated, infos = vector.step(np.zeros(2, dtype=int))
+    assert truncated.all() and set(own_info) <= set(infos)
+    vector.close()
+
+
 @pytest.mark.parametrize("mode", ["native", "sync"])
 def test_make_vec_takes_max_episode_steps(mode):
     kwargs = {"vectorization_mode": "sync"} if mode == "sync" else {}
@@ -177,7 +209,7 @@ def test_make_vec_takes_max_episode_steps(mode):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"split": "val"}, ValueError, r"split 'val'.*\['test', 'train'\].*traces=PATH"),
+        ({"split": "dev"}, ValueError, r"split 'dev'.*\['test', 'train'\].*'val'.*traces=PATH"),
         ({"traces": "/nonexistent/t.parquet"}, TraceError, r"/nonexistent/t\.parquet not found"),
         ({"traces": "/tmp"}, TraceError, "is a directory"),
         ({"max_steps": 10**6}, ValueError, "max_steps must be <= 64"),
@@ -187,7 +219,7 @@ def test_bad_arguments_name_the_problem_once(kwargs, error, message):
     with pytest.raises(error, match=message) as raised:
         gym.make("OCC-Code-v0", **kwargs)
     text = str(raised.value)
-    assert all(text.count(part) <= 1 for part in ("/nonexistent/t.parquet", "val.parquet"))
+    assert all(text.count(part) <= 1 for part in ("/nonexistent/t.parquet", "dev.parquet"))
 
 
 def test_replay_mode_never_imports_torch():
@@ -208,6 +240,8 @@ def test_replay_mode_never_imports_torch():
 
 BOUNDARY_KWARGS = [
     {"split": "test"},
+    {"split": "val"},
+    {"split": "fit"},
     {"max_steps": 2},
     {"max_steps": 64},
     {"verifier_cost": 0.0},
@@ -229,7 +263,9 @@ def test_every_documented_argument_at_a_boundary_plays_mask_legal_episodes(env_i
 
 
 @pytest.mark.parametrize("mode", ["native", "sync"])
-@pytest.mark.parametrize("kwargs", [{"max_steps": 2}, {"verifier_cost": 0.0}, {"split": "test"}])
+@pytest.mark.parametrize(
+    "kwargs", [{"max_steps": 2}, {"verifier_cost": 0.0}, {"split": "test"}, {"split": "val"}]
+)
 def test_vector_envs_play_boundary_arguments(mode, kwargs):
     extra = {"vectorization_mode": "sync"} if mode == "sync" else {}
     envs = gym.make_vec("OCC-Code-v0", num_envs=3, **kwargs, **extra)

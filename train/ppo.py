@@ -1,14 +1,15 @@
 """Train an allocator with MaskablePPO (sb3-contrib) or plain PPO (SB3): ``occ-gym train``.
 
-A run trains on the env's ``train`` split with ``n_envs`` Monitor-wrapped envs, evaluates on
-held-out ``test`` problems every ``eval_freq`` steps (the same problems each time), and writes
-into its folder::
+A run trains on the env's ``fit`` split (``train`` less every 10th task) with ``n_envs``
+Monitor-wrapped envs, evaluates on the ``val`` split (those tenth tasks, carved from ``train``,
+never trained on) every ``eval_freq`` steps (the same episodes each time), picks ``best.zip`` on
+those returns, scores both checkpoints on ``test`` at the end, and writes into its folder::
 
     runs/NAME/
       last.zip        the latest weights (saved at every evaluation, so a killed run resumes)
-      best.zip        the weights with the best held-out return (final model included); chosen
-                      on the evaluation split, so never the one to report on it
-      run.json        config, cfg_hash, env_hash, seed, library versions, curve, final metrics
+      best.zip        the weights with the best ``val`` return (the final model included)
+      run.json        config, cfg_hash, env_hash, seed, library versions, the ``val`` curve,
+                      and both checkpoints' ``test`` metrics
       evaluations/    SB3's evaluation log (evaluations.npz)
       monitor/        one Monitor CSV per training env
       tb/             TensorBoard logs (``tensorboard --logdir runs/NAME/tb``)
@@ -84,8 +85,11 @@ class TrainConfig:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     """Hyperparameters that replace the file's for this run."""
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    train_split: str = "train"
-    eval_split: str = "test"
+    train_split: str = "fit"
+    eval_split: str = "val"
+    """The split ``best.zip`` is chosen on: carved from ``train``, disjoint from ``fit``."""
+    test_split: str = "test"
+    """The split ``run.json``'s final metrics are scored on (never used for a choice)."""
     eval_episodes: int = 200
     eval_every: int = 20_000
     """Env steps between held-out evaluations (and saves of last.zip)."""
@@ -174,6 +178,11 @@ def resolve(config: TrainConfig) -> ResolvedRun:
         raise TrainError(f"{config.algo} takes no hyperparameter(s) {unknown}")
     if "illegal_action_penalty" in hyperparams and config.algo != "ppo":
         raise TrainError("illegal_action_penalty is for plain PPO (MaskablePPO reads masks)")
+    if config.test_split in (config.train_split, config.eval_split):
+        raise TrainError(
+            f"the test split {config.test_split!r} may be neither trained on nor used to choose "
+            f"a checkpoint (train {config.train_split!r}, eval {config.eval_split!r})"
+        )
     if "split" in config.env_kwargs:
         raise TrainError("env_kwargs may not set split: training and evaluation choose their own")
     try:
@@ -462,7 +471,7 @@ def _run_record(
     command: str | None,
 ) -> dict[str, Any]:
     config = run.config
-    test_env = gym.make(config.env_id, **{**config.env_kwargs, "split": config.eval_split})
+    test_env = gym.make(config.env_id, **{**config.env_kwargs, "split": config.test_split})
     final = {}
     for name in ("last", "best"):
         policy = LearnedPolicy.load(run.out / f"{name}.zip")

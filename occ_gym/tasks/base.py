@@ -32,3 +32,44 @@ class TaskSource(Protocol):
     def __len__(self) -> int: ...
 
     def task(self, index: int) -> Task: ...
+
+
+VALIDATION_EVERY = 10
+"""Every ``VALIDATION_EVERY``-th task of ``train`` (index 0, 10, 20, ...) is in ``val``."""
+CARVED_SPLITS = {"fit": "train", "val": "train"}
+"""Splits carved from another: ``val`` for model selection, ``fit`` (the rest) to train on."""
+
+
+def base_split(split: str) -> str:
+    """The split whose tasks (and trace table) ``split`` draws from: itself unless carved."""
+    return CARVED_SPLITS.get(split, split)
+
+
+class CarvedTaskSource:
+    """``val`` or ``fit`` of a ``train`` source: the same tasks (same ids, same recorded
+    attempts), renumbered. ``val`` and ``fit`` are disjoint and together make ``train``."""
+
+    def __init__(self, source: TaskSource, split: str):
+        if split not in CARVED_SPLITS or source.split != CARVED_SPLITS[split]:
+            raise ValueError(f"cannot carve {split!r} out of the {source.split!r} split")
+        in_val = split == "val"
+        self.indices = [i for i in range(len(source)) if (i % VALIDATION_EVERY == 0) == in_val]
+        if not self.indices:
+            raise ValueError(
+                f"the {source.split!r} split has {len(source)} task(s), too few to carve "
+                f"{split!r} from (every {VALIDATION_EVERY}th task is val, the rest fit)"
+            )
+        self.source = source
+        self.split = split
+        self.feature_names = source.feature_names
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def task(self, index: int) -> Task:
+        return self.source.task(self.indices[index])
+
+
+def carve_split(source: TaskSource, split: str) -> TaskSource:
+    """``source`` itself for a base split, else its ``split`` carve."""
+    return source if split == source.split else CarvedTaskSource(source, split)

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from occ_gym.tasks.base import Task
+from occ_gym.tasks.base import CARVED_SPLITS, Task
 
 TASK_TABLE_SEED = 20_261_121
 """Seed of the fixed task tables: the task set is data, not episode randomness."""
@@ -32,7 +32,9 @@ class SimulatedTaskSource:
 
     def __init__(self, split: str = "train", *, public_tests: int = 2, hidden_tests: int = 10):
         if split not in self.SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {sorted(self.SPLITS)}")
+            raise ValueError(
+                f"unknown split {split!r}; expected one of {sorted([*self.SPLITS, *CARVED_SPLITS])}"
+            )
         if public_tests < 1 or hidden_tests < 1:
             raise ValueError("public_tests and hidden_tests must be >= 1")
         self.split = split

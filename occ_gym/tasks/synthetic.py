@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from occ_gym.tasks.base import Task
+from occ_gym.tasks.base import CARVED_SPLITS, Task
 from occ_gym.verifier.verdict import Candidate, TestCase
 
 SYNTHETIC_SEED = 20_261_121
@@ -521,7 +521,9 @@ class SyntheticTaskSource:
 
     def __init__(self, split: str = "train", size: int | None = None):
         if split not in self.SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {sorted(self.SPLITS)}")
+            raise ValueError(
+                f"unknown split {split!r}; expected one of {sorted([*self.SPLITS, *CARVED_SPLITS])}"
+            )
         if size is not None and size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         self.split = split

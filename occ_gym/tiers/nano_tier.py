@@ -17,7 +17,7 @@ import numpy as np
 
 from occ_gym.attempt import OUTCOME_FIELDS, Attempt
 from occ_gym.resources import MODELS_DIR, TRACES_DIR
-from occ_gym.tasks.base import Task
+from occ_gym.tasks.base import CARVED_SPLITS, Task
 from occ_gym.tasks.synthetic import SyntheticProblem, problem_for
 from occ_gym.tiers.nano_card import (
     BODY_ESTIMATE_TOKENS,
@@ -262,8 +262,9 @@ def make_nano_tiers(
     if traces is None and not traces_path(split).is_file():
         shipped = sorted(path.stem for path in TRACES_DIR.glob("*.parquet"))
         raise ValueError(
-            f"no shipped trace table for split {split!r}: the shipped splits are {shipped} "
-            "(or pass traces=PATH to replay a table of your own)"
+            f"no shipped trace table for split {split!r}: the shipped splits are {shipped}, "
+            f"and {sorted(CARVED_SPLITS)} carved from train (or pass traces=PATH to replay a "
+            "table of your own)"
         )
     table = TraceTable.read(Path(traces) if traces is not None else traces_path(split))
     task_count = recorded_task_count(table, split)
