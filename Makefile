@@ -57,17 +57,17 @@ SWEEP_LAMBDAS := 0.00025 0.001 0.002 0.004
 policies: $(STAMP)
 	rm -rf runs/shipped-OCC-Code-v0
 	$(BIN)/occ-gym train --env OCC-Code-v0 --seed 0 --out runs/shipped-OCC-Code-v0
-	$(BIN)/python -m occ_gym.train.policy runs/shipped-OCC-Code-v0 --dest occ_gym/assets/policies
+	$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-Code-v0 --dest occ_gym/assets/policies
 	for lam in $(SWEEP_LAMBDAS); do \
 		rm -rf runs/sweep-OCC-Code-v0-$$lam && \
 		$(BIN)/occ-gym train --env OCC-Code-v0 --seed 0 --out runs/sweep-OCC-Code-v0-$$lam \
 			--env-kwarg "oracle={compute_penalty = $$lam}" && \
-		$(BIN)/python -m occ_gym.train.policy runs/sweep-OCC-Code-v0-$$lam \
+		$(BIN)/python -m occ_gym.policies.learned runs/sweep-OCC-Code-v0-$$lam \
 			--dest occ_gym/assets/policies || exit 1; \
 	done
 	rm -rf runs/shipped-OCC-CodeSim-v0
 	$(BIN)/occ-gym train --env OCC-CodeSim-v0 --seed 0 --out runs/shipped-OCC-CodeSim-v0
-	$(BIN)/python -m occ_gym.train.policy runs/shipped-OCC-CodeSim-v0 --dest occ_gym/assets/policies
+	$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-CodeSim-v0 --dest occ_gym/assets/policies
 
 # Speed and memory against Gymnasium's CartPole (about 4 minutes), and the README's table.
 throughput: $(STAMP)

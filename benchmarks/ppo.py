@@ -28,15 +28,15 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
-from occ_gym.baselines import HindsightOracle
-from occ_gym.train.policy import LearnedPolicy
-from occ_gym.train.ppo import TrainConfig, train
 from rich.console import Console
 
 import occ_gym
-from occ_gym.benchmark import REFERENCE, baseline_suite
+from occ_gym.baselines import HindsightOracle
+from occ_gym.bench.runner import REFERENCE, baseline_suite
 from occ_gym.evaluation import evaluate
 from occ_gym.hashing import library_versions
+from occ_gym.policies.learned import LearnedPolicy
+from occ_gym.train.ppo import TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORACLE = "HindsightOracle"

@@ -28,7 +28,7 @@ import torch
 from occ_gym.tasks.synthetic import problem_for
 from occ_gym.tiers.nano import TIER_NAMES, NanoModel, repair_context
 from occ_gym.tiers.nano_tier import traces_path
-from occ_gym.traces import TraceTable, read_table
+from occ_gym.traces.table import TraceTable, read_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -42,7 +42,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
 import occ_gym
-from occ_gym.env import occ_env
+from occ_gym.envs.code_env import occ_env
 from occ_gym.hashing import library_versions
 from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.tasks.synthetic import make_problem

@@ -13,10 +13,10 @@ from __future__ import annotations
 from gymnasium.envs.registration import register, registry
 
 from occ_gym.attempt import Attempt, ErrorKind
-from occ_gym.broker import BrokerDecision, BrokerVerdict, ResourceBroker
-from occ_gym.env import OCCCodeEnv
-from occ_gym.ledger import CreditLedger, LedgerEntry
-from occ_gym.oracle import ImpactOracle, ScoreBreakdown
+from occ_gym.economics.broker import BrokerDecision, BrokerVerdict, ResourceBroker
+from occ_gym.economics.ledger import CreditLedger, LedgerEntry
+from occ_gym.economics.oracle import ImpactOracle, ScoreBreakdown
+from occ_gym.envs.code_env import OCCCodeEnv
 
 __version__ = "0.1.0"
 
@@ -28,8 +28,8 @@ def _register_environments() -> None:
     if "OCC-Code-v0" not in registry:
         register(
             id="OCC-Code-v0",
-            entry_point="occ_gym.env:OCCCodeEnv",
-            vector_entry_point="occ_gym.vector:OCCVectorEnv",
+            entry_point="occ_gym.envs.code_env:OCCCodeEnv",
+            vector_entry_point="occ_gym.envs.vector_env:OCCVectorEnv",
             kwargs={
                 "tiers": "nano",
                 "tasks": "synthetic",
@@ -40,8 +40,8 @@ def _register_environments() -> None:
     if "OCC-CodeSim-v0" not in registry:
         register(
             id="OCC-CodeSim-v0",
-            entry_point="occ_gym.env:OCCCodeEnv",
-            vector_entry_point="occ_gym.vector:OCCVectorEnv",
+            entry_point="occ_gym.envs.code_env:OCCCodeEnv",
+            vector_entry_point="occ_gym.envs.vector_env:OCCVectorEnv",
             kwargs={"tiers": "simulated", "tasks": "simulated"},
         )
 

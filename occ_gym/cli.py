@@ -23,8 +23,8 @@ TABLE_NOTE = (
 
 
 def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    from occ_gym.benchmark import Bench, BenchConfig, write_episodes, write_results
-    from occ_gym.report import console_table, write_report
+    from occ_gym.bench.report import console_table, write_report
+    from occ_gym.bench.runner import Bench, BenchConfig, write_episodes, write_results
 
     out = Path(args.out) if args.out else None
     if out is not None:  # fail on an unwritable folder before the run, not after it
@@ -61,7 +61,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 
 def report(args: argparse.Namespace, console: Console) -> list[Path]:
-    from occ_gym.report import console_table, load_results, write_report
+    from occ_gym.bench.report import console_table, load_results, write_report
 
     results = load_results(args.results_dir)
     written = write_report(results, args.results_dir)
@@ -74,7 +74,7 @@ def report(args: argparse.Namespace, console: Console) -> list[Path]:
 def record_traces(args: argparse.Namespace, console: Console) -> Path:
     from rich.progress import Progress
 
-    from occ_gym.record import RecordPlan, record
+    from occ_gym.traces.record import RecordPlan, record
 
     plan = RecordPlan(
         split=args.split,
@@ -113,7 +113,7 @@ def train_allocator(args: argparse.Namespace, console: Console) -> Path:
     for name in ("last", "best"):
         metrics = final[name]
         console.print(
-            f"{name}.zip on {metrics['episodes']} held-out problems: return "
+            f"{name}.zip on {metrics['episodes']} test-split problems: return "
             f"{metrics['mean_return']:+.3f}, hidden pass {metrics['hidden_pass_rate']:.3f}, "
             f"compute {metrics['mean_compute']:.0f}"
         )
@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--eval-episodes", type=int, default=200)
     train_parser.add_argument("--eval-every", type=int, default=20_000, help="env steps")
     train_parser.add_argument(
-        "--vec-env", default="dummy", help="dummy, subproc or native (the batched occ_gym.vector)"
+        "--vec-env",
+        default="dummy",
+        help="dummy, subproc or native (the batched occ_gym.envs.vector_env)",
     )
     train_parser.add_argument("--resume", help="a checkpoint (.zip) to continue from")
     events_parser = commands.add_parser("events", help="check or summarize JSONL event logs")

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from occ_gym.baselines.base import Policy
-from occ_gym.env import occ_env
+from occ_gym.envs.code_env import occ_env
 
 EPISODE_COLUMNS = (
     "hidden_pass",

@@ -36,7 +36,7 @@ import numpy as np
 from jsonschema import Draft202012Validator
 
 from occ_gym.attempt import ErrorKind
-from occ_gym.env import occ_env
+from occ_gym.envs.code_env import occ_env
 from occ_gym.hashing import canonical_json, env_hash, stable_hash
 from occ_gym.resources import package_file
 from occ_gym.verifier.verdict import FailureRoot

@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 
 import occ_gym
-from occ_gym.env import occ_env
+from occ_gym.envs.code_env import occ_env
 
 
 def canonical_json(value: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from occ_gym.env import occ_env
+from occ_gym.envs.code_env import occ_env
 
 
 class TruncationInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):

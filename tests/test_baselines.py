@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+
 from occ_gym.baselines import (
     FixedTier,
     HeuristicOCC,
@@ -12,8 +13,7 @@ from occ_gym.baselines import (
     RandomPolicy,
     VerifierGuided,
 )
-
-from occ_gym.benchmark import baseline_suite
+from occ_gym.bench.runner import baseline_suite
 
 from .conftest import ALWAYS, NEVER, make_crafted_env, rollout
 

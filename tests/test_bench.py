@@ -8,12 +8,12 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from occ_gym.train.policy import shipped_policy_path
 
-from occ_gym.benchmark import ENTRY_METRICS, ORACLE, REFERENCE, SHIPPED, Bench, BenchConfig
+from occ_gym.bench.findings import compute_findings, render_findings
+from occ_gym.bench.report import OUTPUTS, render_leaderboard
+from occ_gym.bench.runner import ENTRY_METRICS, ORACLE, REFERENCE, SHIPPED, Bench, BenchConfig
 from occ_gym.cli import main
-from occ_gym.findings import compute_findings, render_findings
-from occ_gym.report import OUTPUTS, render_leaderboard
+from occ_gym.policies.learned import shipped_policy_path
 
 SMALL = ["--env", "OCC-CodeSim-v0", "--episodes", "40", "--seeds", "2", "--resamples", "200"]
 
@@ -168,7 +168,7 @@ def test_a_small_bench_reports_undefined_metrics_and_keeps_its_episodes(tmp_path
 
 def test_a_policy_that_never_submits_gets_no_delta_ibc(tmp_path):
     """An always-ABSTAIN policy spends nothing and gains nothing: ΔIBC once ranked it first."""
-    from occ_gym.benchmark import Entry
+    from occ_gym.bench.runner import Entry
 
     config = BenchConfig(env_id="OCC-CodeSim-v0", episodes=20, seeds=1, resamples=200)
     bench = Bench(config)

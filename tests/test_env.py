@@ -10,10 +10,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from occ_gym.baselines import RandomPolicy
 
 from occ_gym import OCCCodeEnv
-from occ_gym.layout import VERDICTS
+from occ_gym.baselines import RandomPolicy
+from occ_gym.envs.layout import VERDICTS
 
 from .conftest import make_crafted_env
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ_gym.attempt import Attempt, ErrorKind
-from occ_gym.executor import Executor
+from occ_gym.envs.executor import Executor
 from occ_gym.tasks.base import Task
 
 TASK = Task("t/0", np.zeros(4, dtype=np.float32), 2, 10, 50)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from occ_gym.metrics import (
+from occ_gym.bench.stats import (
     aiq,
     apgr,
     bootstrap_interval,

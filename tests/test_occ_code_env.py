@@ -10,12 +10,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from occ_gym.baselines import VerifierGuided
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from occ_gym.baselines import VerifierGuided
 from occ_gym.cli import main as cli_main
 from occ_gym.evaluation import run_episodes
-from occ_gym.record import RecordPlan, record
+from occ_gym.traces.record import RecordPlan, record
 
 ACTIONS = ("ATTEMPT(cheap)", "VERIFY", "REPAIR", "ATTEMPT(expensive)", "VERIFY", "SUBMIT")
 
@@ -78,7 +78,7 @@ def test_live_episode_runs_the_models_and_equals_replay(tmp_path, verifier):
 
 def test_a_table_missing_tiers_is_refused_at_make_naming_it(tmp_path, verifier):
     """It used to load, then raise KeyError at the first attempt of a tier it lacks."""
-    from occ_gym.traces import TraceError
+    from occ_gym.traces.table import TraceError
 
     plan = RecordPlan(split="test", tasks=1, tiers=("cheap",), repair_rounds=0, chunk_size=1)
     small = record(plan, tmp_path / "one.parquet", verifier=verifier)

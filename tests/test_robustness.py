@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from occ_gym.tiers.nano_tier import traces_path
-from occ_gym.traces import TraceError, read_table, write_table
+from occ_gym.traces.table import TraceError, read_table, write_table
 from occ_gym.wrappers import TruncationInfo
 
 
@@ -148,7 +148,6 @@ def test_a_table_that_cannot_serve_the_env_is_refused_at_make(tmp_path, damage, 
 def test_evaluation_works_under_gymnasium_time_limit(env_id):
     """evaluate() died with KeyError('hidden_pass') when TimeLimit, not the env, truncated."""
     from occ_gym.baselines import HeuristicOCC
-
     from occ_gym.evaluation import evaluate
 
     limited = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, max_episode_steps=2))

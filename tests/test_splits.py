@@ -48,9 +48,8 @@ def test_a_split_too_small_to_carve_is_refused_with_its_size():
 def test_training_chooses_its_checkpoint_without_meeting_a_test_task(tmp_path, monkeypatch):
     """best.zip was chosen on test returns; now the run trains on fit, selects on val, and
     only scores the two checkpoints on test once training is over."""
+    from occ_gym.envs.code_env import OCCCodeEnv
     from occ_gym.train.ppo import TrainConfig, train
-
-    from occ_gym.env import OCCCodeEnv
 
     splits: list[str] = []
     reset = OCCCodeEnv.reset

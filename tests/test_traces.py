@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from occ_gym.record import RecordPlan, record
 from occ_gym.tiers.nano import MAX_NEW_TOKENS
 from occ_gym.tiers.nano_tier import SAMPLES_PER_TASK, traces_path
-from occ_gym.traces import (
+from occ_gym.traces.record import RecordPlan, record
+from occ_gym.traces.table import (
     KEY_COLUMNS,
     TRACE_SCHEMA,
     TraceError,
@@ -106,7 +106,7 @@ def test_record_killed_with_sigkill_resumes_to_the_same_rows(tmp_path, verifier)
     reference = record(SMALL_PLAN, tmp_path / "reference.parquet", verifier=verifier)
     interrupted = tmp_path / "interrupted.parquet"
     script = (
-        "from pathlib import Path; from occ_gym.record import RecordPlan, record; "
+        "from pathlib import Path; from occ_gym.traces.record import RecordPlan, record; "
         f"record(RecordPlan(**{SMALL_PLAN.__dict__!r}), Path({str(interrupted)!r}))"
     )
     process = subprocess.Popen([sys.executable, "-c", script])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 import subprocess
@@ -12,17 +13,18 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from occ_gym.train.policy import (
+
+import occ_gym
+from occ_gym.cli import main as cli_main
+from occ_gym.evaluation import evaluate
+from occ_gym.hashing import env_hash, stable_hash
+from occ_gym.policies.learned import (
     PolicyFileError,
     load_policy,
     shipped_policies,
     shipped_policy_path,
 )
 from occ_gym.train.ppo import TrainConfig, TrainError, parse_override, resolve, train
-
-import occ_gym
-from occ_gym.cli import main as cli_main
-from occ_gym.hashing import env_hash, stable_hash
 
 TINY = {"n_steps": 64, "batch_size": 64, "n_epochs": 2}
 RUN_FIELDS = {
@@ -77,18 +79,19 @@ def test_learn_512_steps_writes_checkpoints_and_a_complete_run_record(tiny_run):
     assert set(record) == RUN_FIELDS
     assert record["env_id"] == env_id and record["algo"] == algo and record["seed"] == 0
     assert record["timesteps_done"] == 512
-    assert [point["timesteps"] for point in record["eval_curve"]] == [256, 512]
+    # 256 and 512 while collecting rollouts (before their update), then the final model
+    assert [point["timesteps"] for point in record["eval_curve"]] == [256, 512, 512]
+    assert record["eval_curve"][-1]["updates"] == result.model._n_updates
     assert set(record["versions"]) >= {"stable_baselines3", "sb3_contrib", "torch", "gymnasium"}
     for name in ("last", "best"):
         metrics = record["final_metrics"][name]
         assert metrics["episodes"] == 5
         assert 0.0 <= metrics["hidden_pass_rate"] <= 1.0
-    if algo == "maskable_ppo":  # the held-out curve meets the episodes evaluate() meets
+    if algo == "maskable_ppo":  # the val curve meets the episodes evaluate() meets on val
         curve_end = record["eval_curve"][-1]
-        assert curve_end["mean_return"] == pytest.approx(
-            record["final_metrics"]["last"]["mean_return"], abs=1e-5
-        )
-        assert curve_end["hidden_pass_rate"] == record["final_metrics"]["last"]["hidden_pass_rate"]
+        val = evaluate(load_policy(result.out), gym.make(env_id, split="val"), 5, seed=0)
+        assert curve_end["mean_return"] == pytest.approx(val.mean_return, abs=1e-5)
+        assert curve_end["hidden_pass_rate"] == val.hidden_pass_rate
     assert list((result.out / "tb").glob("run_*/events.out.tfevents.*"))
     assert len(list((result.out / "monitor").glob("*.monitor.csv"))) == 2
 
@@ -132,7 +135,8 @@ def test_training_resumes_from_a_checkpoint(tmp_path):
     assert resumed.record["resumed_at"] == 512
     assert resumed.record["timesteps_done"] == 1024
     # the whole curve: the run it resumed from, then its own points
-    assert [p["timesteps"] for p in resumed.record["eval_curve"]] == [256, 512, 768, 1024]
+    points = [p["timesteps"] for p in resumed.record["eval_curve"]]
+    assert points == [256, 512, 512, 768, 1024, 1024]
 
 
 def test_the_same_seed_trains_the_same_weights(tmp_path):
@@ -303,10 +307,9 @@ def test_training_runs_on_the_native_vector_env(tmp_path):
     assert result.model.num_timesteps >= 512
     assert (result.out / "monitor" / "native.monitor.csv").is_file()
     curve = result.record["eval_curve"]
-    # same policy, same episodes: SB3's eval VecEnv holds rewards as float32, the final float64
-    assert curve[-1]["mean_return"] == pytest.approx(
-        result.record["final_metrics"]["last"]["mean_return"], abs=1e-6
-    )
+    # same policy, same episodes: SB3's eval VecEnv holds rewards as float32, evaluate float64
+    val = evaluate(load_policy(result.out), gym.make("OCC-Code-v0", split="val"), 5, seed=0)
+    assert curve[-1]["mean_return"] == pytest.approx(val.mean_return, abs=1e-6)
     with pytest.raises(TrainError, match="maskable_ppo"):
         resolve(replace(config, algo="ppo", out=str(tmp_path / "other")))
 
@@ -325,12 +328,17 @@ def test_a_run_folder_means_its_last_checkpoint_and_the_command_reproduces_the_r
 
 def test_best_checkpoint_choice_sees_the_final_update(tmp_path):
     """The last evaluation used to run before the final update, so best.zip could be a model
-    the run had left behind (at worst the untrained one)."""
-    config = tiny_config(tmp_path / "run", "OCC-CodeSim-v0", "maskable_ppo", eval_every=384)
-    result = train(config)
-    curve = result.record["eval_curve"]
-    assert curve[-1]["timesteps"] == result.model.num_timesteps
-    assert [p["timesteps"] for p in curve] == [384, 512]
+    the run had left behind (at worst the untrained one). An evaluation at the run's last step
+    count, made while SB3 collected that rollout, still saw the model one update short."""
+    for eval_every, points in ((384, [384, 512]), (256, [256, 512, 512])):
+        config = tiny_config(
+            tmp_path / str(eval_every), "OCC-CodeSim-v0", "maskable_ppo", eval_every=eval_every
+        )
+        result = train(config)
+        curve = result.record["eval_curve"]
+        assert [p["timesteps"] for p in curve] == points
+        assert curve[-1]["updates"] == result.model._n_updates
+        assert all(a["updates"] < b["updates"] for a, b in itertools.pairwise(curve))
 
 
 def test_bench_refuses_a_policy_trained_for_another_env(tiny_run, tmp_path):

@@ -10,10 +10,10 @@ from sb3_contrib import MaskablePPO
 
 import occ_gym
 from occ_gym.attempt import Attempt, ErrorKind
+from occ_gym.envs.vector_env import OCCVectorEnv
 from occ_gym.integrations.sb3 import SB3VecEnv, make_sb3_vec_env
 from occ_gym.tasks.base import Task
 from occ_gym.tiers.simulated import make_simulated_tiers
-from occ_gym.vector import OCCVectorEnv
 
 N = 6
 

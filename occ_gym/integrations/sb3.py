@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from occ_gym.vector import OCCVectorEnv
+from occ_gym.envs.vector_env import OCCVectorEnv
 
 
 class SB3VecEnv(VecEnv):

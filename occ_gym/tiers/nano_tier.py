@@ -28,7 +28,13 @@ from occ_gym.tiers.nano_card import (
     read_card,
     repair_context,
 )
-from occ_gym.traces import FLOPS_PER_COST_UNIT, TraceError, TraceRow, TraceTable, coverage_gaps
+from occ_gym.traces.table import (
+    FLOPS_PER_COST_UNIT,
+    TraceError,
+    TraceRow,
+    TraceTable,
+    coverage_gaps,
+)
 from occ_gym.verifier import Verifier
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from occ_gym.attempt import OUTCOME_FIELDS
-from occ_gym.env import OCCCodeEnv
-from occ_gym.executor import draw_attempts
-from occ_gym.layout import VERDICTS
+from occ_gym.envs.code_env import OCCCodeEnv
+from occ_gym.envs.executor import draw_attempts
+from occ_gym.envs.layout import VERDICTS
 
 UNVERIFIED, PASSED, FAILED = (VERDICTS.index(v) for v in ("unverified", "passed", "failed"))
 OUTCOMES = ("submitted", "abstained", "truncated")

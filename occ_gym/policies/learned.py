@@ -17,7 +17,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import occ_gym  # noqa: F401  (registers the env ids that gym.spec reads)
-from occ_gym.oracle import ImpactOracle
+from occ_gym.economics.oracle import ImpactOracle
 from occ_gym.resources import POLICIES_DIR
 
 RUN_FILE = "run.json"

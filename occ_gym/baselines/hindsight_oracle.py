@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
-from occ_gym.baselines.base import BaselinePolicy
 
 from occ_gym.attempt import Attempt
-from occ_gym.env import occ_env
+from occ_gym.baselines.base import BaselinePolicy
+from occ_gym.envs.code_env import occ_env
 
 
 class HindsightOracle(BaselinePolicy):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+
 from occ_gym.baselines.base import BaselinePolicy
 
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from occ_gym.env import occ_env
-from occ_gym.metrics import bootstrap_interval
+from occ_gym.bench.stats import bootstrap_interval
+from occ_gym.envs.code_env import occ_env
 
 if TYPE_CHECKING:
-    from occ_gym.benchmark import Bench
+    from occ_gym.bench.runner import Bench
 
 MIN_CASES = 30
 """Fewer cases than this and a finding is not computed."""
@@ -81,7 +81,7 @@ def learned_vs_best_rule(
 ) -> dict[str, Any] | None:
     """Each learned policy's return against the best rule's, paired by episode."""
     bench, rng = evidence.bench, evidence.rng
-    from occ_gym.benchmark import ORACLE
+    from occ_gym.bench.runner import ORACLE
 
     learned = _learned(bench)
     rules = [

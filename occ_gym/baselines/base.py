@@ -8,8 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from occ_gym.env import occ_env
-from occ_gym.layout import ActionLayout, ObservationLayout
+from occ_gym.envs.code_env import occ_env
+from occ_gym.envs.layout import ActionLayout, ObservationLayout
 
 
 @runtime_checkable

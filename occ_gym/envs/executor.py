@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from occ_gym.attempt import Attempt
-from occ_gym.layout import max_repair_rounds
+from occ_gym.envs.layout import max_repair_rounds
 from occ_gym.tasks.base import Task
 from occ_gym.tiers.base import DRAWS_PER_ATTEMPT, Tier
 

@@ -6,7 +6,7 @@ for each of ``seeds`` evaluation seeds (seed block k plays ``env.reset(seed=base
 episodes + i)``), so all comparisons are paired. A **family** is one policy over its knob; its
 entries trace a cost-quality curve.
 
-The results are plain numbers (``results.json``); ``occ_gym.report`` turns them into the
+The results are plain numbers (``results.json``); ``occ_gym.bench.report`` turns them into the
 leaderboard, the Pareto plot and the findings. Every interval is a 95% percentile bootstrap
 over episodes, drawn once and shared by every entry, so differences stay paired.
 """
@@ -24,12 +24,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from occ_gym import metrics
 from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPolicy, VerifierGuided
 from occ_gym.baselines.base import BaselinePolicy, Policy
-from occ_gym.env import occ_env
+from occ_gym.bench import stats
+from occ_gym.bench.findings import compute_findings
+from occ_gym.envs.code_env import occ_env
 from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
-from occ_gym.findings import compute_findings
 from occ_gym.hashing import env_hash, file_digest, library_versions, stable_hash
 
 BENCH_VERSION = 1
@@ -113,7 +113,7 @@ def baseline_suite(env: gym.Env, seed: int) -> list[BaselinePolicy]:
 def bench_entries(config: BenchConfig, env: gym.Env) -> list[Entry]:
     """The rules over their knobs, the shipped policies over λ, the given policies, and the
     hindsight oracle at every λ any entry plays at."""
-    from occ_gym.train.policy import load_policy, shipped_policies
+    from occ_gym.policies.learned import load_policy, shipped_policies
 
     inner = occ_env(env)
     tiers = inner.action_layout.tier_names
@@ -325,10 +325,10 @@ class Bench:
         try:
             if not submits:  # no quality gained per cost to speak of: never ranked
                 raise ValueError("ΔIBC is undefined for a policy that never submits")
-            mean = metrics.delta_ibc(
+            mean = stats.delta_ibc(
                 point(log, True), point(self.logs[weak], True), point(self.logs[strong], True)
             )
-            draws = metrics.delta_ibc(
+            draws = stats.delta_ibc(
                 point(boot[entry.label], False),
                 point(boot[weak], False),
                 point(boot[strong], False),
@@ -398,7 +398,7 @@ class Bench:
     def _policy_digests(self) -> dict[str, str]:
         """SHA-256 of every policy file, shipped ones named inside the package (so the record
         does not depend on where it is installed), given ones as given."""
-        from occ_gym.train.policy import POLICIES_DIR, shipped_policies
+        from occ_gym.policies.learned import POLICIES_DIR, shipped_policies
 
         digests = {
             f"shipped:{path.relative_to(POLICIES_DIR).as_posix()}": file_digest(path)
@@ -415,12 +415,12 @@ def _curve_metrics(points: dict[str, Any], cost_range: tuple[float, float]) -> d
     scores no higher than the weak one has no performance gap to recover)."""
     family, weak, strong = points["family"], points["weak"], points["strong"]
     formulas: dict[str, Callable[[], float]] = {
-        "aiq": lambda: metrics.aiq(family, cost_range),
-        "apgr": lambda: metrics.apgr(family, weak, strong),
-        "cost_cut": lambda: metrics.cost_cut_at(family, strong),
+        "aiq": lambda: stats.aiq(family, cost_range),
+        "apgr": lambda: stats.apgr(family, weak, strong),
+        "cost_cut": lambda: stats.cost_cut_at(family, strong),
     }
     for level in CPT_LEVELS:
-        formulas[f"cpt{round(level * 100)}"] = partial(metrics.cpt, family, weak, strong, level)
+        formulas[f"cpt{round(level * 100)}"] = partial(stats.cpt, family, weak, strong, level)
     values = {}
     for name, formula in formulas.items():
         try:

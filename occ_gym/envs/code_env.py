@@ -11,12 +11,12 @@ import numpy as np
 from gymnasium import spaces
 
 from occ_gym.attempt import Attempt
-from occ_gym.broker import ResourceBroker
 from occ_gym.config import build_dataclass
-from occ_gym.executor import Executor
-from occ_gym.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLayout
-from occ_gym.ledger import CreditLedger
-from occ_gym.oracle import ImpactOracle
+from occ_gym.economics.broker import ResourceBroker
+from occ_gym.economics.ledger import CreditLedger
+from occ_gym.economics.oracle import ImpactOracle
+from occ_gym.envs.executor import Executor
+from occ_gym.envs.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLayout
 from occ_gym.tasks import SyntheticTaskSource, make_task_source
 from occ_gym.tasks.base import Task, base_split, carve_split
 from occ_gym.tiers import make_tiers

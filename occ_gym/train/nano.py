@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from occ_gym.train.nano_data import DataRecipe, Example, encode_examples, load_or_build
 from torch.nn import functional as F
 
 from occ_gym.resources import user_cache_dir
@@ -40,6 +39,7 @@ from occ_gym.tiers.nano import (
     repair_context,
     save_model,
 )
+from occ_gym.train.nano_data import DataRecipe, Example, encode_examples, load_or_build
 from occ_gym.verifier import Verifier
 
 CACHE_DIR = user_cache_dir() / "nano-corpus"

@@ -34,7 +34,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from occ_gym.train.policy import RUN_FILE, LearnedPolicy
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sb3_contrib import MaskablePPO
@@ -49,6 +48,7 @@ import occ_gym
 from occ_gym.evaluation import evaluate
 from occ_gym.hashing import env_hash, library_versions, stable_hash
 from occ_gym.integrations.sb3 import make_sb3_vec_env
+from occ_gym.policies.learned import RUN_FILE, LearnedPolicy
 from occ_gym.wrappers import IllegalActionPenalty
 
 try:
@@ -65,7 +65,7 @@ algorithm's constructor)."""
 MONITOR_KEYWORDS = ("hidden_pass", "compute")
 VEC_ENVS = ("dummy", "subproc", "native")
 """How the training envs are batched: Python envs in one process, one per subprocess, or the
-native ``occ_gym.vector`` env (numpy over all envs; MaskablePPO only)."""
+native ``occ_gym.envs.vector_env`` env (numpy over all envs; MaskablePPO only)."""
 
 
 class TrainError(ValueError):
@@ -329,17 +329,20 @@ class SaveTo(BaseCallback):
 
 
 class HeldOutCurve:
-    """Mixin for SB3's eval callbacks: every evaluation meets the same held-out problems and
-    appends (steps, wall seconds, return, hidden pass) to ``curve``."""
+    """Mixin for SB3's eval callbacks: every evaluation meets the same val episodes and
+    appends (steps, gradient updates, wall seconds, return, hidden pass) to ``curve``."""
 
     def init_curve(self, eval_seed: int, started: float) -> None:
         self.eval_seed, self.started = eval_seed, started
         self.curve: list[dict[str, float]] = []
 
     def evaluate_final(self, model: BaseAlgorithm) -> None:
-        """One more evaluation after the last update, unless the last one was at this step,
-        so best.zip is chosen among every model the run produced, the final one included."""
-        if self.curve and self.curve[-1]["timesteps"] == model.num_timesteps:
+        """One more evaluation after the last update, unless the last one saw this model, so
+        best.zip is chosen among every model the run produced, the final one included.
+
+        SB3 calls back while it collects a rollout, before that rollout's update: an
+        evaluation at the run's last step count still saw the model one update short."""
+        if self.curve and self.curve[-1]["updates"] == model._n_updates:
             return
         self.num_timesteps = model.num_timesteps
         self.n_calls = self.eval_freq * (self.n_calls // self.eval_freq + 1)
@@ -361,6 +364,7 @@ class HeldOutCurve:
             self.curve.append(
                 {
                     "timesteps": int(self.num_timesteps),
+                    "updates": int(self.model._n_updates),
                     "wall_seconds": round(time.perf_counter() - self.started, 2),
                     "mean_return": float(self.last_mean_reward),
                     "hidden_pass_rate": float(np.mean(self._is_success_buffer)),

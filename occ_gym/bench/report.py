@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
-from occ_gym.findings import render_findings
+from occ_gym.bench.findings import render_findings
 
 RESULTS_FILE = "results.json"
 OUTPUTS = ("leaderboard.md", "points.md", "findings.md", "pareto.png")

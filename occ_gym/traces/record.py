@@ -27,7 +27,7 @@ from occ_gym.tiers.nano_tier import (
     AttemptRequest,
     run_attempts,
 )
-from occ_gym.traces import TraceRow, read_table, rows_to_table, write_table
+from occ_gym.traces.table import TraceRow, read_table, rows_to_table, write_table
 from occ_gym.verifier import Verifier
 
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from occ_gym.ledger import CreditLedger
+from occ_gym.economics.ledger import CreditLedger
 
 
 class BrokerVerdict(Enum):

@@ -6,10 +6,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from occ_gym.baselines.base import BaselinePolicy
 
-from occ_gym.env import occ_env
-from occ_gym.ledger import CreditLedger
+from occ_gym.baselines.base import BaselinePolicy
+from occ_gym.economics.ledger import CreditLedger
+from occ_gym.envs.code_env import occ_env
 
 
 class HeuristicOCC(BaselinePolicy):

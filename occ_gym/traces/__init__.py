@@ -1,0 +1,1 @@
+"""Recorded attempts: the Parquet trace table (``table``) and recording it (``record``)."""
