@@ -18,6 +18,7 @@ import gymnasium as gym
 
 import occ_gym
 from occ_gym.envs.code_env import occ_env
+from occ_gym.tiers.base import RecordedTier
 
 
 def canonical_json(value: Any) -> str:
@@ -59,12 +60,11 @@ def env_hash(env: gym.Env) -> str:
 def _asset_files(inner: Any) -> set[Path]:
     files: set[Path] = set()
     for tier in inner.tiers:
-        traces = getattr(tier, "traces", None)
-        if traces is not None and Path(traces.source).is_file():
-            files.add(Path(traces.source))
-        models_dir = getattr(tier, "models_dir", None)
-        if models_dir is not None:
-            files.update(Path(models_dir).glob(f"{tier.name}.*"))
+        if not isinstance(tier, RecordedTier):
+            continue
+        if Path(tier.traces.source).is_file():
+            files.add(Path(tier.traces.source))
+        files.update(Path(tier.models_dir).glob(f"{tier.name}.*"))
     return files
 
 

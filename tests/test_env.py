@@ -48,7 +48,7 @@ def test_outcomes_fixed_at_reset_whatever_is_peeked(sim_env):
     sim_env.reset(seed=3)
     sim_env.step(2)
     sim_env.step(2)  # the second fresh attempt of tier 2 is sample 1
-    assert sim_env.unwrapped._candidate == peeked
+    assert sim_env.unwrapped.candidate == peeked
 
 
 def test_pickles_mid_episode_and_continues_identically(sim_env):

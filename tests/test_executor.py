@@ -7,16 +7,24 @@ import numpy as np
 from occ_gym.attempt import Attempt, ErrorKind
 from occ_gym.envs.executor import Executor
 from occ_gym.tasks.base import Task
+from occ_gym.tiers.base import RecordedTier
 
 TASK = Task("t/0", np.zeros(4, dtype=np.float32), 2, 10, 50)
 
 
-class RecordedTier:
-    """A tier with four fixed samples per task; it reports which one it was asked for."""
+class FourSampleTier:
+    """A recorded tier with four fixed samples per task; it reports which one it was asked for."""
 
     name = "recorded"
     nominal_cost = 1.0
     samples_per_task = 4
+    recorded_repair_rounds = None
+    task_count = 1
+    traces = None
+    models_dir = None
+
+    def outcome_table(self, task_ids, rounds):
+        raise NotImplementedError
 
     def attempt_cost(self, task, repair_round):
         return 1.0
@@ -26,7 +34,8 @@ class RecordedTier:
 
 
 def test_recorded_samples_rotate_from_a_random_offset_without_repeats():
-    executor = Executor([RecordedTier()], max_steps=8)
+    assert isinstance(FourSampleTier(), RecordedTier)
+    executor = Executor([FourSampleTier()], max_steps=8)
     offsets = set()
     for seed in range(20):
         executor.begin_episode(TASK, np.random.default_rng(seed))

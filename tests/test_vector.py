@@ -10,6 +10,7 @@ from sb3_contrib import MaskablePPO
 
 import occ_gym
 from occ_gym.attempt import Attempt, ErrorKind
+from occ_gym.envs.rules import FINAL_INFO_KEYS
 from occ_gym.envs.vector_env import OCCVectorEnv
 from occ_gym.integrations.sb3 import SB3VecEnv, make_sb3_vec_env
 from occ_gym.tasks.base import Task
@@ -50,9 +51,13 @@ def play_against_single_envs(env_id: str, mode: AutoresetMode, steps: int, seed:
             assert reward[i] == r and terminated[i] == te and truncated[i] == tr, (step, i)
             if te or tr:
                 episodes += 1
-                for key in ("hidden_pass", "public_pass", "compute", "tokens", "steps"):
-                    assert info[key][i] == single_info[key], (step, i, key)
-                assert info["outcome"][i] == single_info["outcome"]
+                assert set(single_info) >= set(FINAL_INFO_KEYS)
+                for key in FINAL_INFO_KEYS:
+                    ours, theirs = info[key], single_info[key]
+                    if key == "score":
+                        assert {k: ours[k][i] for k in theirs} == theirs, (step, i)
+                    else:
+                        assert np.array_equal(ours[i], theirs), (step, i, key)
         next_step = mode == AutoresetMode.NEXT_STEP
         pending = (terminated | truncated) if next_step else np.zeros(N, dtype=bool)
     return episodes

@@ -84,13 +84,49 @@ class ImpactOracle:
         """Everything but the compute term: what SUBMIT adds to the reward."""
         return sum(self.outcome_terms(submitted, hidden_passed, hidden_total))
 
+    def outcome_term_arrays(
+        self, submitted: np.ndarray, hidden_passed: np.ndarray, hidden_total: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``outcome_terms`` of many episodes at once (the vector env's), each equal to the
+        scalar one (``tests/test_oracle_ledger_broker.py``)."""
+        full = submitted & (hidden_passed == hidden_total)
+        failed = submitted & ~full
+        with np.errstate(divide="ignore", invalid="ignore"):
+            partial = self.pass_at_k * hidden_passed / hidden_total
+        return (
+            np.where(full, float(self.correctness), 0.0),
+            np.where(failed, partial, 0.0),
+            np.where(failed, float(self.regression), 0.0),
+        )
+
     def outcome_values(self, hidden_passed: np.ndarray, hidden_total: np.ndarray) -> np.ndarray:
-        """``outcome_value`` of many submissions at once (the vector env's), summed in the same
-        order, so each equals the scalar value exactly."""
-        full = hidden_passed == hidden_total
-        value = np.zeros(len(hidden_passed)) + np.where(full, float(self.correctness), 0.0)
-        value = value + np.where(full, 0.0, self.pass_at_k * hidden_passed / hidden_total)
-        return value + np.where(full, 0.0, float(self.regression))
+        """``outcome_value`` of many submissions at once, summed in the same order, so each
+        equals the scalar value exactly."""
+        submitted = np.ones(len(hidden_passed), dtype=bool)
+        correctness, partial, regression = self.outcome_term_arrays(
+            submitted, hidden_passed, hidden_total
+        )
+        return np.zeros(len(hidden_passed)) + correctness + partial + regression
+
+    def score_arrays(
+        self,
+        submitted: np.ndarray,
+        hidden_passed: np.ndarray,
+        hidden_total: np.ndarray,
+        compute: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """``score(...).as_dict()`` of many episodes at once, term for term."""
+        correctness, partial, regression = self.outcome_term_arrays(
+            submitted, hidden_passed, hidden_total
+        )
+        penalty = -self.compute_penalty * compute
+        return {
+            "correctness": correctness,
+            "pass_at_k": partial,
+            "regression": regression,
+            "compute_penalty": penalty,
+            "total": correctness + partial + regression + penalty,
+        }
 
     def score(
         self, *, submitted: bool, hidden_passed: int, hidden_total: int, compute: float

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -15,14 +16,13 @@ from occ_gym.config import build_dataclass
 from occ_gym.economics.broker import ResourceBroker
 from occ_gym.economics.ledger import CreditLedger
 from occ_gym.economics.oracle import ImpactOracle
-from occ_gym.envs.executor import Executor
+from occ_gym.envs import rules
+from occ_gym.envs.executor import AttemptKey, Executor
 from occ_gym.envs.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLayout
 from occ_gym.tasks import SyntheticTaskSource, make_task_source
 from occ_gym.tasks.base import Task, base_split, carve_split
 from occ_gym.tiers import make_tiers
-
-UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
-
+from occ_gym.tiers.base import ClosableTier, RecordedTier
 
 MAX_STEPS = 64
 """The longest episode ``max_steps`` allows."""
@@ -197,11 +197,11 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self.max_steps = int(max_steps)
         recorded_split = base_split(split)
         self.tiers = make_tiers(tiers, tasks, recorded_split, mode, traces, simulation, models)
-        recorded_tasks = getattr(self.tiers[0], "task_count", None)
+        first = self.tiers[0]
         self.task_source = (
-            make_task_source(tasks, split)
-            if recorded_tasks is None
-            else carve_split(SyntheticTaskSource(recorded_split, recorded_tasks), split)
+            carve_split(SyntheticTaskSource(recorded_split, first.task_count), split)
+            if isinstance(first, RecordedTier)
+            else make_task_source(tasks, split)
         )
         self.oracle: ImpactOracle = build_dataclass(ImpactOracle, oracle or {}, "oracle")
         self.tier_names = tuple(tier.name for tier in self.tiers)
@@ -217,18 +217,12 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self._executor = Executor(self.tiers, self.max_steps)
         costliest = max(max(tier.nominal_cost for tier in self.tiers), self.verifier_cost)
         self._cost_scale = self.max_steps * costliest
-
-        num_tiers = len(self.tiers)
-        # Per-tier counters as lists: one env touches one element per step, where numpy is slow.
-        self._tier_attempts = [0] * num_tiers
-        self._tier_public_passes = [0] * num_tiers
-        self._tier_compute = [0.0] * num_tiers
         self._starts = {name: f.start for name, f in self.observation_layout.fields.items()}
         self._obs_size = self.observation_layout.size
         self._feature_slice = self.observation_layout["prompt_features"]
         self._attempts_slice = self.observation_layout["tier_attempts"]
-        self._episode_active = False
-        self._task = None
+        self._episode: Episode | None = None
+        """The current episode's state (``None`` before the first reset)."""
         self._tasks: dict[int, tuple[Task, list[float]]] = {}
         """Tasks met so far, with their prompt features as Python floats."""
         self._timeline: list[str] = []
@@ -240,9 +234,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     def close(self) -> None:
         """Stop what live tiers started (the verifier's sandbox servers)."""
         for tier in self.tiers:
-            closer = getattr(tier, "close", None)
-            if closer is not None:
-                closer()
+            if isinstance(tier, ClosableTier):
+                tier.close()
         super().close()
 
     def reset(
@@ -254,74 +247,63 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         if cached is None:
             task = self.task_source.task(index)
             cached = self._tasks[index] = (task, task.prompt_features.tolist())
-        self._task, self._task_features = cached
-        self._executor.begin_episode(self._task, self.np_random)
-        self._fresh_costs = [self._executor.cost(tier, 0) for tier in range(len(self.tiers))]
-        self._steps = 0
-        self._compute = 0.0
-        self._tokens = 0
-        self._wall_ms = 0.0
-        num_tiers = len(self.tiers)
-        self._tier_attempts = [0] * num_tiers
-        self._tier_public_passes = [0] * num_tiers
-        self._tier_compute = [0.0] * num_tiers
-        self._candidate: Attempt | None = None
-        self._candidate_key: tuple[int, int, int] | None = None
-        self._verdict = UNVERIFIED
-        self._best_verified: Attempt | None = None
-        self._best_verified_key: tuple[int, int, int] | None = None
-        self._episode_active = True
+        task, features = cached
+        self._executor.begin_episode(task, self.np_random)
+        fresh_costs = [self._executor.cost(tier, 0) for tier in range(len(self.tiers))]
+        self._episode = Episode(task, features, fresh_costs, len(self.tiers))
         if self.budget is not None:
             self._ledger = CreditLedger()
             self._broker = ResourceBroker(self._ledger, budget=self.budget)
         if self.render_mode == "ansi":
-            self._timeline = [f"task {self._task.task_id} ({self.task_source.split} split)"]
+            self._timeline = [f"task {task.task_id} ({self.task_source.split} split)"]
         self._update_mask()
-        return self._observation(), {"task_id": self._task.task_id, "split": self.task_source.split}
+        return self._observation(), {"task_id": task.task_id, "split": self.task_source.split}
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        self._require_active("step()")
+        ep = self._require_active("step()")
         action = self._checked_action(action)
         layout = self.action_layout
-        self._steps += 1
+        ep.steps += 1
         cost = 0.0
         terminated = False
-        submission: tuple[tuple[int, int, int], Attempt] | None = None
+        submission: tuple[AttemptKey, Attempt] | None = None
         info: dict[str, Any] = {"action": layout.name(action), "tier": None, "cost": 0.0}
 
         if action < layout.num_tiers:
-            sample = self._tier_attempts[action]
-            self._tier_attempts[action] += 1
-            cost = self._generate(action, sample, 0)
-            info.update(tier=self.tier_names[action], verdict="unverified", **self._token_info())
+            sample = ep.tier_attempts[action]
+            ep.tier_attempts[action] += 1
+            cost = self._generate(ep, AttemptKey(action, sample, 0))
+            info.update(tier=self.tier_names[action], verdict="unverified", **ep.token_info())
         elif action == layout.repair:
-            tier, sample, repair_round = self._candidate_key
-            cost = self._generate(tier, sample, repair_round + 1)
-            info.update(tier=self.tier_names[tier], verdict="unverified", **self._token_info())
+            key = ep.require_candidate_key()
+            cost = self._generate(ep, key._replace(repair_round=key.repair_round + 1))
+            info.update(tier=self.tier_names[key.tier], verdict="unverified", **ep.token_info())
         elif action == layout.verify:
             cost = self.verifier_cost
-            self._verify(info)
+            self._verify(ep, info)
         else:
             terminated = True
-            submission = self._submission() if action == layout.submit else None
+            submission = self._submission(ep) if action == layout.submit else None
             if submission is None:
                 info["verdict"] = "abstained"
             else:
                 info["verdict"] = "hidden_pass" if submission[1].hidden_pass else "hidden_fail"
 
-        return self._finish_step(action, info, cost, terminated, submission)
+        return self._finish_step(ep, action, info, cost, terminated, submission)
 
     def _finish_step(
         self,
+        ep: Episode,
         action: int | None,
         info: dict[str, Any],
         cost: float,
         terminated: bool,
-        submission: tuple[tuple[int, int, int], Attempt] | None,
+        submission: tuple[AttemptKey, Attempt] | None,
+        penalty: float = 0.0,
     ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Charge ``cost``, end the episode when it is over, and build the step's result."""
         layout = self.action_layout
-        self._compute += cost
+        ep.compute += cost
         info["cost"] = cost
         if self._ledger is not None and cost > 0:
             self._ledger.spend(
@@ -329,19 +311,23 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
                 "verifier" if action == layout.verify else info["tier"],
                 cost,
                 reason=info["action"],
-                task_id=self._task.task_id,
-                action_id=self._steps,
+                task_id=ep.task.task_id,
+                action_id=ep.steps,
             )
-        reward = -self.oracle.compute_penalty * cost
-        truncated = not terminated and self._steps >= self.max_steps
+        reward = rules.step_reward(cost, self.oracle.compute_penalty)
+        truncated = rules.is_truncated(not terminated, ep.steps, self.max_steps)
         if terminated or truncated:
             outcome = "truncated" if truncated else ("submitted" if submission else "abstained")
-            summary, outcome_value = self._episode_summary(outcome, submission)
+            summary, outcome_value = self._episode_summary(ep, outcome, submission)
             reward += outcome_value
             info.update(summary)
-            self._episode_active = False
+            ep.active = False
+        reward -= penalty
+        ep.episode_return += reward
+        if not ep.active:
+            info["episode_return"] = ep.episode_return
         if self.render_mode == "ansi":
-            self._timeline.append(self._timeline_line(info, reward))
+            self._timeline.append(self._timeline_line(ep, info, reward))
         self._update_mask()
         return self._observation(), float(reward), terminated, truncated, info
 
@@ -350,12 +336,11 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         cost, reward ``-penalty``, truncation at ``max_steps`` as for any step. Its info has
         ``action="IDLE"``. ``occ_gym.wrappers.IllegalActionPenalty`` turns illegal actions into it.
         """
-        self._require_active("idle_step()")
+        ep = self._require_active("idle_step()")
         penalty = _finite_number("penalty", penalty, minimum=0.0)
-        self._steps += 1
+        ep.steps += 1
         info: dict[str, Any] = {"action": "IDLE", "tier": None, "cost": 0.0, "verdict": None}
-        obs, reward, terminated, truncated, info = self._finish_step(None, info, 0.0, False, None)
-        return obs, reward - penalty, terminated, truncated, info
+        return self._finish_step(ep, None, info, 0.0, False, None, penalty)
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
@@ -369,15 +354,14 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         ``TimeLimit``, which the env cannot see): what the env's own truncation would report at
         this step. ``occ_gym.wrappers.TruncationInfo`` and ``run_episodes`` add them when a
         final info lacks them."""
-        if self._task is None:
-            raise RuntimeError("call reset() before truncation_summary()")
-        summary, _ = self._episode_summary("truncated", None)
+        ep = self._require_episode("truncation_summary()")
+        summary, _ = self._episode_summary(ep, "truncated", None)
+        summary["episode_return"] = ep.episode_return
         return summary
 
     def action_masks(self) -> np.ndarray:
         """Legal actions now, as a bool array of the action space's size (MaskablePPO reads it)."""
-        if self._task is None:
-            raise RuntimeError("call reset() before action_masks()")
+        self._require_episode("action_masks()")
         return self._mask.copy()
 
     def peek_attempt(self, tier: int, sample: int, repair_round: int) -> Attempt:
@@ -391,22 +375,26 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     def action_cost(self, action: int) -> float:
         """Cost units ``action`` would spend now."""
         layout = self.action_layout
+        ep = self._require_episode("action_cost()")
         if action < layout.num_tiers:
-            return self._fresh_costs[action]
+            return ep.fresh_costs[action]
         if action == layout.verify:
             return self.verifier_cost
-        if action == layout.repair and self._candidate_key is not None:
-            tier, _, repair_round = self._candidate_key
-            return self._executor.cost(tier, repair_round + 1)
+        if action == layout.repair and ep.candidate_key is not None:
+            key = ep.candidate_key
+            return self._executor.cost(key.tier, key.repair_round + 1)
         return 0.0
 
     @property
     def task(self) -> Task:
         """The current episode's task, latent difficulty included: for analysis only (like
         ``peek_attempt``), never for a policy."""
-        if self._task is None:
-            raise RuntimeError("call reset() before reading the task")
-        return self._task
+        return self._require_episode("reading the task").task
+
+    @property
+    def candidate(self) -> Attempt | None:
+        """The current candidate, hidden results included: for analysis and tests only."""
+        return self._require_episode("reading the candidate").candidate
 
     @property
     def executor(self) -> Executor:
@@ -427,7 +415,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     def _task_index(self, options: dict[str, Any] | None) -> int:
         if not options:
-            return int(self.np_random.integers(len(self.task_source)))
+            return rules.draw_task(self.np_random, len(self.task_source))
         unknown = set(options) - {"task_index"}
         if unknown:
             raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: ['task_index']")
@@ -462,22 +450,30 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             )
         return value
 
-    def _require_active(self, call: str) -> None:
-        if not self._episode_active:
+    def _require_episode(self, call: str) -> Episode:
+        if self._episode is None:
+            raise RuntimeError(f"call reset() before {call}")
+        return self._episode
+
+    def _require_active(self, call: str) -> Episode:
+        ep = self._episode
+        if ep is None or not ep.active:
             raise RuntimeError(
                 f"the episode has ended (or never started): call reset() before {call}"
             )
+        return ep
 
     def illegal_reason(self, action: int) -> str:
         """Why ``action`` is masked now (for error messages and ``IllegalActionPenalty``)."""
         layout = self.action_layout
+        ep = self._require_episode("illegal_reason()")
         if action == layout.submit:
             return "there is no candidate to submit"
-        if action == layout.verify and self._candidate is None:
+        if action == layout.verify and ep.candidate is None:
             return "there is no candidate to verify"
-        if action == layout.verify and self._verdict != UNVERIFIED:
+        if action == layout.verify and ep.verdict != rules.UNVERIFIED:
             return "the current candidate is already verified"
-        if action == layout.repair and self._verdict != FAILED:
+        if action == layout.repair and ep.verdict != rules.FAILED:
             return "REPAIR needs a candidate that failed VERIFY"
         if self._broker is not None:
             scope = self.tier_names[action] if action < layout.num_tiers else "verifier"
@@ -487,65 +483,61 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     def _legal_names(self) -> list[str]:
         return [self.action_layout.name(int(a)) for a in np.flatnonzero(self._mask)]
 
-    def _generate(self, tier: int, sample: int, repair_round: int) -> float:
-        attempt = self._executor.attempt(tier, sample, repair_round)
-        self._candidate = attempt
-        self._candidate_key = (tier, sample, repair_round)
-        self._verdict = UNVERIFIED
-        self._tokens += attempt.tokens
-        self._wall_ms += attempt.wall_ms
-        self._tier_compute[tier] += attempt.cost
+    def _generate(self, ep: Episode, key: AttemptKey) -> float:
+        attempt = self._executor.attempt(*key)
+        ep.candidate = attempt
+        ep.candidate_key = key
+        ep.verdict = rules.UNVERIFIED
+        ep.tokens += attempt.tokens
+        ep.wall_ms += attempt.wall_ms
+        ep.tier_compute[key.tier] += attempt.cost
         return attempt.cost
 
-    def _verify(self, info: dict[str, Any]) -> None:
-        candidate = self._candidate
-        self._verdict = PASSED if candidate.public_pass else FAILED
-        self._wall_ms += candidate.verify_ms
-        if candidate.public_pass:
-            self._tier_public_passes[self._candidate_key[0]] += 1
-        best = self._best_verified
-        if best is None or candidate.public_passed > best.public_passed:
-            self._best_verified = candidate
-            self._best_verified_key = self._candidate_key
+    def _verify(self, ep: Episode, info: dict[str, Any]) -> None:
+        candidate, key = ep.require_candidate(), ep.require_candidate_key()
+        passes = rules.passes_public(candidate.public_passed, candidate.public_total)
+        ep.verdict = rules.verdict_after_verify(passes)
+        ep.wall_ms += candidate.verify_ms
+        if passes:
+            ep.tier_public_passes[key.tier] += 1
+        if rules.improves_best(candidate.public_passed, ep.best_public_passed):
+            ep.best, ep.best_key = candidate, key
+            ep.best_public_passed = candidate.public_passed
         info.update(
-            tier=self.tier_names[self._candidate_key[0]],
-            verdict=VERDICTS[self._verdict],
+            tier=self.tier_names[key.tier],
+            verdict=VERDICTS[ep.verdict],
             error_kind=candidate.error_kind.name.lower(),
             public_passed=candidate.public_passed,
             public_total=candidate.public_total,
             verify_ms=candidate.verify_ms,
         )
-        if not candidate.public_pass and candidate.feedback is not None:
+        if not passes and candidate.feedback is not None:
             info["feedback"] = candidate.feedback
 
-    def _token_info(self) -> dict[str, int]:
-        return {"tokens_in": self._candidate.tokens_in, "tokens_out": self._candidate.tokens_out}
-
-    def _submission(self) -> tuple[tuple[int, int, int], Attempt]:
-        """The (key, attempt) SUBMIT hands in: the current candidate, unless it failed VERIFY
-        and an earlier verified candidate passed more public tests."""
-        candidate, best = self._candidate, self._best_verified
+    def _submission(self, ep: Episode) -> tuple[AttemptKey, Attempt]:
+        """The (key, attempt) SUBMIT hands in (``rules.submits_best`` says which)."""
+        candidate, key = ep.require_candidate(), ep.require_candidate_key()
         if (
-            self._verdict == FAILED
-            and best is not None
-            and best.public_passed > candidate.public_passed
+            ep.best is not None
+            and ep.best_key is not None
+            and rules.submits_best(ep.verdict, candidate.public_passed, ep.best_public_passed)
         ):
-            return self._best_verified_key, best
-        return self._candidate_key, candidate
+            return ep.best_key, ep.best
+        return key, candidate
 
     def _episode_summary(
-        self, outcome: str, submission: tuple[tuple[int, int, int], Attempt] | None
+        self, ep: Episode, outcome: str, submission: tuple[AttemptKey, Attempt] | None
     ) -> tuple[dict[str, Any], float]:
-        """The end-of-episode info contract, and the reward SUBMIT adds (outcome terms)."""
+        """The end-of-episode info contract (``rules.FINAL_INFO_KEYS`` but the return, which
+        the step adds), and the reward SUBMIT adds (the outcome terms)."""
         attempt = submission[1] if submission is not None else None
-        submitted = attempt is not None
         hidden_passed = attempt.hidden_passed if attempt is not None else 0
-        hidden_total = attempt.hidden_total if attempt is not None else self._task.hidden_tests
+        hidden_total = attempt.hidden_total if attempt is not None else ep.task.hidden_tests
         score = self.oracle.score(
-            submitted=submitted,
+            submitted=attempt is not None,
             hidden_passed=hidden_passed,
             hidden_total=hidden_total,
-            compute=self._compute,
+            compute=ep.compute,
         )
         summary = {
             "outcome": outcome,
@@ -554,15 +546,15 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             "public_pass": bool(attempt is not None and attempt.public_pass),
             "hidden_passed": hidden_passed,
             "hidden_total": hidden_total,
-            "submitted_tier": self.tier_names[submission[0][0]] if submission is not None else None,
-            "compute": self._compute,
-            "tokens": self._tokens,
-            "wall_ms": self._wall_ms,
-            "steps": self._steps,
+            "submitted_tier": self.tier_names[submission[0].tier] if submission else None,
+            "compute": ep.compute,
+            "tokens": ep.tokens,
+            "wall_ms": ep.wall_ms,
+            "steps": ep.steps,
             "score": score.as_dict(),
-            "tier_attempts": list(self._tier_attempts),
-            "tier_public_passes": list(self._tier_public_passes),
-            "tier_compute": list(self._tier_compute),
+            "tier_attempts": list(ep.tier_attempts),
+            "tier_public_passes": list(ep.tier_public_passes),
+            "tier_compute": list(ep.tier_compute),
         }
         return summary, score.correctness + score.pass_at_k + score.regression
 
@@ -570,73 +562,125 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         return self._broker is None or self._broker.request(self.AGENT, scope, cost).allowed
 
     def _update_mask(self) -> None:
-        layout, mask = self.action_layout, self._mask
-        has_candidate = self._candidate is not None
-        mask[layout.verify] = has_candidate and self._verdict == UNVERIFIED
-        mask[layout.repair] = (
-            has_candidate
-            and self._verdict == FAILED
-            and self._candidate_key[2] < self._executor.repair_limit
+        layout, mask, ep = self.action_layout, self._mask, self._episode
+        assert ep is not None
+        key = ep.candidate_key
+        rules.write_mask(
+            mask,
+            layout,
+            key is not None,
+            ep.verdict,
+            key.repair_round if key is not None else 0,
+            self._executor.repair_limit,
         )
-        mask[layout.submit] = has_candidate
-        mask[layout.abstain] = True
         if self._broker is None:
-            mask[: layout.num_tiers] = True
             return
         for tier, name in enumerate(self.tier_names):
-            mask[tier] = self._allowed(name, self._fresh_costs[tier])
+            mask[tier] = self._allowed(name, ep.fresh_costs[tier])
         if mask[layout.verify]:
             mask[layout.verify] = self._allowed("verifier", self.verifier_cost)
-        if mask[layout.repair]:
+        if mask[layout.repair] and key is not None:
             mask[layout.repair] = self._allowed(
-                self.tier_names[self._candidate_key[0]], self.action_cost(layout.repair)
+                self.tier_names[key.tier], self.action_cost(layout.repair)
             )
 
     def _observation(self) -> np.ndarray:
         # Built as a Python list and converted once: for ~30 values that is about twice as fast
         # as writing numpy elements one by one (the values, rounded to float32, are the same).
+        ep = self._episode
+        assert ep is not None
         at, max_steps = self._starts, self.max_steps
         values = [0.0] * self._obs_size
-        values[self._feature_slice] = self._task_features
-        values[self._attempts_slice] = [count / max_steps for count in self._tier_attempts]
-        candidate = self._candidate
-        if candidate is not None:
-            tier, _, repair_round = self._candidate_key
+        values[self._feature_slice] = ep.task_features
+        values[self._attempts_slice] = [count / max_steps for count in ep.tier_attempts]
+        candidate, key = ep.candidate, ep.candidate_key
+        if candidate is not None and key is not None:
             values[at["has_candidate"]] = 1.0
-            values[at["candidate_tier"] + tier] = 1.0
-            values[at["candidate_verdict"] + self._verdict] = 1.0
-            if self._verdict != UNVERIFIED:
+            values[at["candidate_tier"] + key.tier] = 1.0
+            values[at["candidate_verdict"] + ep.verdict] = 1.0
+            if ep.verdict != rules.UNVERIFIED:
                 values[at["error_kind"] + candidate.error_kind] = 1.0
-                values[at["public_pass_fraction"]] = (
-                    candidate.public_passed / candidate.public_total
+                values[at["public_pass_fraction"]] = rules.fraction(
+                    candidate.public_passed, candidate.public_total
                 )
-            values[at["context_length"]] = repair_round / max(1, self._executor.max_repair_rounds)
-        best = self._best_verified
+            values[at["context_length"]] = rules.context_share(
+                key.repair_round, self._executor.max_repair_rounds
+            )
+        best = ep.best
         if best is not None:
-            values[at["best_public_fraction"]] = best.public_passed / best.public_total
-        values[at["cost_so_far"]] = min(1.0, self._compute / self._cost_scale)
+            values[at["best_public_fraction"]] = rules.fraction(
+                best.public_passed, best.public_total
+            )
+        values[at["cost_so_far"]] = rules.cost_so_far(ep.compute, self._cost_scale)
         if self.budget is not None:
-            values[at["budget_left"]] = max(0.0, 1.0 - self._compute / self.budget)
+            values[at["budget_left"]] = max(0.0, 1.0 - ep.compute / self.budget)
         else:
             values[at["budget_left"]] = 1.0
-        values[at["steps_left"]] = (max_steps - self._steps) / max_steps
+        values[at["steps_left"]] = rules.steps_left(ep.steps, max_steps)
         return np.array(values, dtype=np.float32)
 
-    def _timeline_line(self, info: dict[str, Any], reward: float) -> str:
-        line = f"step {self._steps:>2}  {info['action']:<20} cost {info['cost']:>7.1f}"
+    def _timeline_line(self, ep: Episode, info: dict[str, Any], reward: float) -> str:
+        line = f"step {ep.steps:>2}  {info['action']:<20} cost {info['cost']:>7.1f}"
         if "public_passed" in info:
-            total = self._candidate.public_total
             line += (
-                f"  public {info['public_passed']}/{total} {info['verdict']} ({info['error_kind']})"
+                f"  public {info['public_passed']}/{info['public_total']} {info['verdict']} "
+                f"({info['error_kind']})"
             )
         elif info.get("verdict") == "unverified":
-            line += f"  new candidate ({self._tokens} tokens so far)"
+            line += f"  new candidate ({ep.tokens} tokens so far)"
         if "outcome" in info:
             line += (
                 f"  -> {info['outcome']}: hidden {info['hidden_passed']}/{info['hidden_total']}, "
                 f"compute {info['compute']:.0f}, score {info['score']['total']:+.3f}"
             )
         return line
+
+
+@dataclass(slots=True)
+class Episode:
+    """The state of one episode of ``OCCCodeEnv``, built by ``reset``."""
+
+    task: Task
+    task_features: list[float]
+    fresh_costs: list[float]
+    """What a fresh attempt of each tier costs on this task."""
+    num_tiers: InitVar[int]
+    steps: int = 0
+    compute: float = 0.0
+    tokens: int = 0
+    wall_ms: float = 0.0
+    episode_return: float = 0.0
+    active: bool = True
+    # Per-tier counters as lists: one env touches one element per step, where numpy is slow.
+    tier_attempts: list[int] = field(init=False)
+    tier_public_passes: list[int] = field(init=False)
+    tier_compute: list[float] = field(init=False)
+    candidate: Attempt | None = None
+    candidate_key: AttemptKey | None = None
+    verdict: int = rules.UNVERIFIED
+    best: Attempt | None = None
+    """The verified candidate that passed the most public tests so far."""
+    best_key: AttemptKey | None = None
+    best_public_passed: int = rules.NO_BEST
+
+    def __post_init__(self, num_tiers: int) -> None:
+        self.tier_attempts = [0] * num_tiers
+        self.tier_public_passes = [0] * num_tiers
+        self.tier_compute = [0.0] * num_tiers
+
+    def require_candidate(self) -> Attempt:
+        if self.candidate is None:
+            raise RuntimeError("no candidate yet (the mask allows no such action)")
+        return self.candidate
+
+    def require_candidate_key(self) -> AttemptKey:
+        if self.candidate_key is None:
+            raise RuntimeError("no candidate yet (the mask allows no such action)")
+        return self.candidate_key
+
+    def token_info(self) -> dict[str, int]:
+        candidate = self.require_candidate()
+        return {"tokens_in": candidate.tokens_in, "tokens_out": candidate.tokens_out}
 
 
 def occ_env(env: gym.Env) -> OCCCodeEnv:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from occ_gym.attempt import Attempt
+from occ_gym.envs import rules
 from occ_gym.envs.layout import max_repair_rounds
 from occ_gym.tasks.base import Task
-from occ_gym.tiers.base import DRAWS_PER_ATTEMPT, Tier
+from occ_gym.tiers.base import DRAWS_PER_ATTEMPT, RecordedTier, Tier
+
+
+class AttemptKey(NamedTuple):
+    """Which attempt of an episode: the tier, its n-th fresh sample, and the repair round."""
+
+    tier: int
+    sample: int
+    repair_round: int
 
 
 class Executor:
@@ -21,16 +31,18 @@ class Executor:
     it is asked for. That makes the same seed give the same episode, and lets an upper-bound
     baseline look ahead (``peek``) without changing anything.
 
-    A tier with a ``samples_per_task`` attribute (recorded tiers) has a fixed set of samples per
-    task; the episode's n-th fresh attempt with it is sample ``(offset + n) % samples_per_task``,
-    the offset drawn per episode, so repeats come only after every sample has been used.
+    A recorded tier (``RecordedTier``) has a fixed set of samples per task; the episode's n-th
+    fresh attempt with it replays ``rules.rotated_sample``, so repeats come only after every
+    sample has been used.
     """
 
     def __init__(self, tiers: Sequence[Tier], max_steps: int):
         self.tiers = list(tiers)
         self.max_samples = max_steps
         self.max_repair_rounds = max_repair_rounds(max_steps)
-        recorded = [getattr(tier, "recorded_repair_rounds", None) for tier in self.tiers]
+        recorded = [
+            tier.recorded_repair_rounds for tier in self.tiers if isinstance(tier, RecordedTier)
+        ]
         self.repair_limit = min(
             [self.max_repair_rounds, *(rounds for rounds in recorded if rounds is not None)]
         )
@@ -38,7 +50,10 @@ class Executor:
         than a replayed tier's table holds (the mask's REPAIR rule reads it)."""
         shape = (len(self.tiers), self.max_samples, self.max_repair_rounds + 1, DRAWS_PER_ATTEMPT)
         self._draws = np.zeros(shape)
-        self._cache: dict[tuple[int, int, int], Attempt] = {}
+        self._cache: dict[AttemptKey, Attempt] = {}
+        self._samples_per_task = [
+            tier.samples_per_task if isinstance(tier, RecordedTier) else None for tier in self.tiers
+        ]
         self._task: Task | None = None
 
     @property
@@ -48,7 +63,7 @@ class Executor:
 
     def begin_episode(self, task: Task, rng: np.random.Generator) -> None:
         self._task = task
-        draw_attempts(rng, self._draws)
+        rules.draw_attempts(rng, self._draws)
         self._cache.clear()
 
     def cost(self, tier: int, repair_round: int) -> float:
@@ -56,7 +71,7 @@ class Executor:
 
     def attempt(self, tier: int, sample: int, repair_round: int) -> Attempt:
         """Fresh sample `sample` of `tier`, repaired `repair_round` times."""
-        key = (tier, sample, repair_round)
+        key = AttemptKey(tier, sample, repair_round)
         attempt = self._cache.get(key)
         if attempt is None:
             if not (0 <= sample < self.max_samples and 0 <= repair_round <= self.max_repair_rounds):
@@ -76,19 +91,13 @@ class Executor:
         return attempt
 
     def _tier_sample(self, tier: int, sample: int) -> int:
-        samples = getattr(self.tiers[tier], "samples_per_task", None)
+        samples = self._samples_per_task[tier]
         if samples is None:
             return sample
-        offset = int(self._draws[tier, 0, 0, -1] * samples)
-        return (offset + sample) % samples
+        offset = int(rules.rotation_offset(self._draws[tier, 0, 0, -1], samples))
+        return rules.rotated_sample(offset, sample, samples)
 
     def _require_task(self) -> Task:
         if self._task is None:
             raise RuntimeError("no episode has begun: call begin_episode (env.reset) first")
         return self._task
-
-
-def draw_attempts(rng: np.random.Generator, out: np.ndarray) -> None:
-    """Fill ``out`` (``Executor.draw_shape``) with an episode's draws: the one place that says
-    how they come from ``np_random``, which the vector env must follow to stay equal."""
-    rng.random(out=out)

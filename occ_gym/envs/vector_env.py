@@ -25,22 +25,20 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from occ_gym.attempt import OUTCOME_FIELDS
+from occ_gym.envs import rules
 from occ_gym.envs.code_env import OCCCodeEnv
-from occ_gym.envs.executor import draw_attempts
-from occ_gym.envs.layout import VERDICTS
-
-UNVERIFIED, PASSED, FAILED = (VERDICTS.index(v) for v in ("unverified", "passed", "failed"))
-OUTCOMES = ("submitted", "abstained", "truncated")
+from occ_gym.tiers.base import BatchedTier, RecordedTier
 
 
 class OCCVectorEnv(VectorEnv):
     """``num_envs`` copies of ``OCCCodeEnv(**kwargs)`` stepped together (see the module doc).
 
-    The final step of an episode puts its numbers in ``info`` (each key with its ``_key`` mask):
-    ``hidden_pass``, ``is_success``, ``public_pass``, ``compute``, ``tokens``, ``wall_ms``,
-    ``steps``, ``outcome`` and ``episode_return``. With ``autoreset_mode=AutoresetMode.NEXT_STEP``
-    (the default) the next step resets that sub-env and ignores its action; with ``SAME_STEP`` it
-    is reset at once and ``info["final_obs"]`` holds the last observation.
+    The final step of an episode puts the single env's final-info keys
+    (``rules.FINAL_INFO_KEYS``) in ``info``, each with its ``_key`` mask: one entry per sub-env,
+    ``(num_envs, tiers)`` for the per-tier counts, and ``score`` a dict of such arrays. With
+    ``autoreset_mode=AutoresetMode.NEXT_STEP`` (the default) the next step resets that sub-env
+    and ignores its action; with ``SAME_STEP`` it is reset at once and ``info["final_obs"]``
+    holds the last observation.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -111,13 +109,14 @@ class OCCVectorEnv(VectorEnv):
         self._repair_limit = env.executor.repair_limit
         self._replay = [
             tier.outcome_table([t.task_id for t in tasks], self._max_round + 1)
-            if hasattr(tier, "outcome_table")
+            if isinstance(tier, RecordedTier)
             else None
             for tier in env.tiers
         ]
         for tier, table in zip(env.tiers, self._replay, strict=True):
-            if table is None and not hasattr(tier, "outcomes"):
+            if table is None and not isinstance(tier, BatchedTier):
                 raise ValueError(f"the vector env cannot batch tier {tier.name!r}")
+        self._tier_names = np.array([*env.tier_names, None], dtype=object)
 
     def _allocate(self) -> None:
         n, layout = self.num_envs, self.action_layout
@@ -131,11 +130,14 @@ class OCCVectorEnv(VectorEnv):
         self._wall_ms = np.zeros(n)
         self._return = np.zeros(n)
         self._tier_attempts = np.zeros((n, k), dtype=np.int64)
+        self._tier_public_passes = np.zeros((n, k), dtype=np.int64)
+        self._tier_compute = np.zeros((n, k))
         self._key = np.full((n, 3), -1, dtype=np.int64)  # candidate's tier, sample, round
         self._candidate = {name: np.zeros(n) for name in OUTCOME_FIELDS}
         self._verdict = np.zeros(n, dtype=np.int64)
-        self._has_best = np.zeros(n, dtype=bool)
         self._best = {name: np.zeros(n) for name in OUTCOME_FIELDS}
+        """The best verified candidate; ``public_passed`` is ``rules.NO_BEST`` while none is."""
+        self._best_tier = np.zeros(n, dtype=np.int64)
         self._mask = np.zeros((n, layout.size), dtype=bool)
         self._obs = np.zeros((n, self.observation_layout.size), dtype=np.float32)
         self._pending_reset = np.zeros(n, dtype=bool)
@@ -190,8 +192,8 @@ class OCCVectorEnv(VectorEnv):
 
         terminated = active & (actions >= layout.submit)
         self._compute += cost
-        reward = -self.template.oracle.compute_penalty * cost
-        truncated = active & ~terminated & (self._steps >= self.horizon)
+        reward = rules.step_reward(cost, self.template.oracle.compute_penalty)
+        truncated = rules.is_truncated(active & ~terminated, self._steps, self.horizon)
         ended = terminated | truncated
         submitted = active & (actions == layout.submit)
         info = self._finish(ended, submitted, truncated, reward)
@@ -227,14 +229,16 @@ class OCCVectorEnv(VectorEnv):
         task, draws = self._task, self._draws
         for i in envs.tolist():
             rng = self._rngs[i]
-            task[i] = rng.integers(task_count)  # as OCCCodeEnv._task_index draws it
-            draw_attempts(rng, draws[i])
+            assert rng is not None
+            task[i] = rules.draw_task(rng, task_count)
+            rules.draw_attempts(rng, draws[i])
         for array in (self._steps, self._compute, self._tokens, self._wall_ms, self._return):
             array[envs] = 0
-        self._tier_attempts[envs] = 0
+        for counts in (self._tier_attempts, self._tier_public_passes, self._tier_compute):
+            counts[envs] = 0
         self._key[envs] = -1
-        self._has_best[envs] = False
-        self._verdict[envs] = UNVERIFIED
+        self._best["public_passed"][envs] = rules.NO_BEST
+        self._verdict[envs] = rules.UNVERIFIED
         self._update_masks()
 
     def _attempts(
@@ -261,8 +265,8 @@ class OCCVectorEnv(VectorEnv):
                 )
             else:
                 per_task = tier.samples_per_task
-                offset = (self._draws[e, k, 0, 0, -1] * per_task).astype(np.int64)
-                recorded = (offset + sample) % per_task
+                offset = rules.rotation_offset(self._draws[e, k, 0, 0, -1], per_task)
+                recorded = rules.rotated_sample(offset, sample, per_task)
                 found = {name: table[name][task, recorded, r] for name in OUTCOME_FIELDS}
             for name in OUTCOME_FIELDS:
                 out[name][rows] = found[name]
@@ -305,77 +309,85 @@ class OCCVectorEnv(VectorEnv):
             i = int(envs[np.isnan(spent)][0])
             raise KeyError(f"sub-env {i}: the trace table has no row for this attempt")
         cost[envs] = spent
+        self._tier_compute[envs, tiers] += spent
         self._tokens[envs] += attempt["tokens"].astype(np.int64)
         self._wall_ms[envs] += attempt["wall_ms"]
         for name in OUTCOME_FIELDS:
             self._candidate[name][envs] = attempt[name]
         self._key[envs] = np.stack([tiers, samples, rounds], axis=1)
-        self._verdict[envs] = UNVERIFIED
+        self._verdict[envs] = rules.UNVERIFIED
 
     def _verify(self, envs: np.ndarray, cost: np.ndarray) -> None:
         candidate = self._candidate
         public = candidate["public_passed"][envs]
-        passed = public == candidate["public_total"][envs]
+        passes = rules.passes_public(public, candidate["public_total"][envs])
         cost[envs] = self.template.verifier_cost
-        self._verdict[envs] = np.where(passed, PASSED, FAILED)
+        self._verdict[envs] = rules.verdict_after_verify(passes)
         self._wall_ms[envs] += candidate["verify_ms"][envs]
-        better = envs[~self._has_best[envs] | (public > self._best["public_passed"][envs])]
-        self._has_best[better] = True
+        self._tier_public_passes[envs[passes], self._key[envs[passes], 0]] += 1
+        better = envs[rules.improves_best(public, self._best["public_passed"][envs])]
+        self._best_tier[better] = self._key[better, 0]
         for name in OUTCOME_FIELDS:
             self._best[name][better] = candidate[name][better]
 
     def _finish(
         self, ended: np.ndarray, submitted: np.ndarray, truncated: np.ndarray, reward: np.ndarray
     ) -> dict[str, Any]:
-        """Score the episodes that end now (adding the outcome terms to ``reward``)."""
+        """Score the episodes that end now (adding the outcome terms to ``reward``) and build
+        their final info (``rules.FINAL_INFO_KEYS``), as the single env's ``_episode_summary``."""
         if not ended.any():
             return {}
-        envs = np.flatnonzero(submitted)
         candidate, best = self._candidate, self._best
-        use_best = (
-            (self._verdict[envs] == FAILED)
-            & self._has_best[envs]
-            & (best["public_passed"][envs] > candidate["public_passed"][envs])
+        use_best = submitted & rules.submits_best(
+            self._verdict, candidate["public_passed"], best["public_passed"]
         )
 
         def handed_in(name: str) -> np.ndarray:
-            return np.where(use_best, best[name][envs], candidate[name][envs])
+            return np.where(use_best, best[name], candidate[name])
 
-        hidden, total = handed_in("hidden_passed"), handed_in("hidden_total")
-        full = hidden == total
-        reward[envs] += self.template.oracle.outcome_values(hidden, total)
-        hidden_pass = np.zeros(self.num_envs, dtype=bool)
-        public_pass = np.zeros(self.num_envs, dtype=bool)
-        hidden_pass[envs] = full
-        public_pass[envs] = handed_in("public_passed") == handed_in("public_total")
+        hidden = np.where(submitted, handed_in("hidden_passed"), 0).astype(np.int64)
+        total = np.where(
+            submitted, handed_in("hidden_total"), self._hidden_tests[self._task]
+        ).astype(np.int64)
+        score = self.template.oracle.score_arrays(submitted, hidden, total, self._compute)
+        reward[ended] += (
+            score["correctness"][ended] + score["pass_at_k"][ended] + score["regression"][ended]
+        )
+        hidden_pass = submitted & (hidden == total)
+        public_pass = submitted & rules.passes_public(
+            handed_in("public_passed"), handed_in("public_total")
+        )
         outcome = np.where(submitted, 0, np.where(truncated, 2, 1))
+        tier = np.where(use_best, self._best_tier, self._key[:, 0])
         numbers = {
+            "outcome": np.array(rules.OUTCOMES)[outcome],
             "hidden_pass": hidden_pass,
             "is_success": hidden_pass,
             "public_pass": public_pass,
+            "hidden_passed": hidden,
+            "hidden_total": total,
+            "submitted_tier": self._tier_names[np.where(submitted, tier, -1)],
             "compute": self._compute,
             "tokens": self._tokens,
             "wall_ms": self._wall_ms,
             "steps": self._steps,
-            "outcome": np.array(OUTCOMES)[outcome],
+            "score": score,
             "episode_return": self._return + reward,
+            "tier_attempts": self._tier_attempts,
+            "tier_public_passes": self._tier_public_passes,
+            "tier_compute": self._tier_compute,
         }
-        info: dict[str, Any] = {}
-        for name, values in numbers.items():
-            info[name] = np.where(ended, values, np.zeros_like(values))
-            info[f"_{name}"] = ended.copy()
-        return info
+        return {
+            name: values
+            for key, value in numbers.items()
+            for name, values in _masked(key, value, ended).items()
+        }
 
     def _update_masks(self) -> None:
-        layout, mask = self.action_layout, self._mask
         has = self._key[:, 0] >= 0
-        mask[:, : layout.num_tiers] = True
-        mask[:, layout.verify] = has & (self._verdict == UNVERIFIED)
-        mask[:, layout.repair] = (
-            has & (self._verdict == FAILED) & (self._key[:, 2] < self._repair_limit)
+        rules.write_mask(
+            self._mask, self.action_layout, has, self._verdict, self._key[:, 2], self._repair_limit
         )
-        mask[:, layout.submit] = has
-        mask[:, layout.abstain] = True
 
     def _observe(self) -> np.ndarray:
         obs, s = self._obs, self._slices
@@ -388,19 +400,33 @@ class OCCVectorEnv(VectorEnv):
         obs[has, s["has_candidate"].start] = 1.0
         obs[has, s["candidate_tier"].start + key[:, 0]] = 1.0
         obs[has, s["candidate_verdict"].start + self._verdict[has]] = 1.0
-        checked = has[self._verdict[has] != UNVERIFIED]
+        checked = has[self._verdict[has] != rules.UNVERIFIED]
         error = candidate["error_kind"][checked].astype(np.int64)
         obs[checked, s["error_kind"].start + error] = 1.0
-        obs[checked, s["public_pass_fraction"].start] = (
-            candidate["public_passed"][checked] / candidate["public_total"][checked]
+        obs[checked, s["public_pass_fraction"].start] = rules.fraction(
+            candidate["public_passed"][checked], candidate["public_total"][checked]
         )
-        obs[has, s["context_length"].start] = key[:, 2] / max(1, self._max_round)
-        best = np.flatnonzero(self._has_best)
-        obs[best, s["best_public_fraction"].start] = (
-            self._best["public_passed"][best] / self._best["public_total"][best]
+        obs[has, s["context_length"].start] = rules.context_share(key[:, 2], self._max_round)
+        best = np.flatnonzero(self._best["public_passed"] != rules.NO_BEST)
+        obs[best, s["best_public_fraction"].start] = rules.fraction(
+            self._best["public_passed"][best], self._best["public_total"][best]
         )
         scale = self.template.cost_scale
-        obs[:, s["cost_so_far"].start] = np.minimum(1.0, self._compute / scale)
+        obs[:, s["cost_so_far"].start] = rules.cost_so_far(self._compute, scale)
         obs[:, s["budget_left"].start] = 1.0
-        obs[:, s["steps_left"].start] = (max_steps - self._steps) / max_steps
+        obs[:, s["steps_left"].start] = rules.steps_left(self._steps, max_steps)
         return obs.copy()
+
+
+def _masked(key: str, value: Any, ended: np.ndarray) -> dict[str, Any]:
+    """``{key: value of the ended sub-envs (zero elsewhere), _key: ended}``, a dict value
+    nested as Gymnasium's vector envs nest it."""
+    if isinstance(value, dict):
+        inner: dict[str, Any] = {}
+        for name, values in value.items():
+            inner.update(_masked(name, values, ended))
+        return {key: inner, f"_{key}": ended.copy()}
+    shape = (-1,) + (1,) * (value.ndim - 1)
+    empty = np.full_like(value, None) if value.dtype == object else np.zeros_like(value)
+    kept = np.where(ended.reshape(shape), value, empty)
+    return {key: kept, f"_{key}": ended.copy()}

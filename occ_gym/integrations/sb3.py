@@ -40,7 +40,7 @@ class SB3VecEnv(VecEnv):
         dones = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i in np.flatnonzero(dones):
-            infos[i] = {name: info[name][i] for name in info if not name.startswith("_")}
+            infos[i] = _sub_env_info(info, int(i))
             infos[i]["terminal_observation"] = infos[i].pop("final_obs")
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         return obs, reward.astype(np.float32), dones, infos
@@ -84,3 +84,12 @@ def make_sb3_vec_env(env_id: str, num_envs: int, **overrides: Any) -> SB3VecEnv:
         raise ValueError(f"unknown env id {env_id!r}; occ-gym registers {ours}")
     kwargs = {**gym.spec(env_id).kwargs, **overrides}
     return SB3VecEnv(OCCVectorEnv(num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs))
+
+
+def _sub_env_info(info: dict[str, Any], i: int) -> dict[str, Any]:
+    """Sub-env ``i``'s entries of a batched info, nested dicts included, without the masks."""
+    return {
+        name: _sub_env_info(value, i) if isinstance(value, dict) else value[i]
+        for name, value in info.items()
+        if not name.startswith("_")
+    }

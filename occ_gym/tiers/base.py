@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from occ_gym.attempt import Attempt
 from occ_gym.tasks.base import Task
+
+if TYPE_CHECKING:
+    from occ_gym.traces.table import TraceTable
 
 DRAWS_PER_ATTEMPT = 4
 """Uniform random numbers the environment hands a tier for each attempt."""
@@ -39,3 +43,42 @@ class Tier(Protocol):
     ) -> Attempt:
         """Write a candidate: fresh when ``repair_round == 0``, else a repair of ``parent``."""
         ...
+
+
+@runtime_checkable
+class ClosableTier(Protocol):
+    """A tier holding processes or files to release when its env closes."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class RecordedTier(Protocol):
+    """A tier that replays a recorded trace table: a fixed set of samples per task, repairs up
+    to what the table holds (``None`` when it writes what is missing), and every recorded
+    attempt as arrays for the vector env."""
+
+    name: str
+    samples_per_task: int
+    recorded_repair_rounds: int | None
+    task_count: int
+    traces: TraceTable
+    models_dir: Path
+
+    def outcome_table(self, task_ids: list[str], rounds: int) -> dict[str, np.ndarray]: ...
+
+
+@runtime_checkable
+class BatchedTier(Protocol):
+    """A tier that computes many attempts at once from their draws (the vector env's path)."""
+
+    def outcomes(
+        self,
+        difficulty: np.ndarray,
+        public_tests: np.ndarray,
+        hidden_tests: np.ndarray,
+        prompt_tokens: np.ndarray,
+        draws: np.ndarray,
+        repair_round: np.ndarray,
+        parent_error: np.ndarray,
+    ) -> dict[str, np.ndarray]: ...

@@ -209,7 +209,9 @@ class SimulatedTier:
         ``draws`` is ``(rows, DRAWS_PER_ATTEMPT)``; the other arguments hold one value per row,
         ``parent_error`` the error kind of the attempt a repair repairs (unused for fresh ones).
         Each array returned equals, row by row, the field ``attempt`` gives with the same draws:
-        tests/test_vector.py holds the two together.
+        tests/test_vector.py holds the two together. ``attempt`` is the scalar fast path of
+        these formulas: computing one attempt through this function made a ``gym.make`` step
+        of OCC-CodeSim-v0 three times slower (63 against 21 microseconds, measured by hand).
         """
         spec, sim = self.spec, self.simulation
         base = spec.easy_pass + (spec.hard_pass - spec.easy_pass) * difficulty

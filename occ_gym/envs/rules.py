@@ -1,0 +1,141 @@
+"""The episode rules, written once for the single env and the vector env.
+
+Each rule takes Python scalars (one episode, ``OCCCodeEnv``) or numpy arrays with one entry per
+sub-env (``OCCVectorEnv``) and uses only arithmetic, comparisons and ``&``/``|``, which mean the
+same on both; where a scalar needs another spelling to stay fast (``min`` for ``np.minimum``)
+the rule says so. ``tests/test_vector.py`` checks step for step that the two envs agree.
+
+State the rules read: a candidate's ``verdict`` (``UNVERIFIED``/``PASSED``/``FAILED``), its
+``repair_round``, and the public tests passed by the best verified candidate, ``NO_BEST`` while
+there is none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from occ_gym.envs.layout import VERDICTS, ActionLayout
+
+UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
+NO_BEST = -1
+"""``best_public_passed`` before any candidate is verified: below every count of passed tests."""
+OUTCOMES = ("submitted", "abstained", "truncated")
+"""The final info's ``outcome``, by its index."""
+FINAL_INFO_KEYS = (
+    "outcome",
+    "hidden_pass",
+    "is_success",
+    "public_pass",
+    "hidden_passed",
+    "hidden_total",
+    "submitted_tier",
+    "compute",
+    "tokens",
+    "wall_ms",
+    "steps",
+    "score",
+    "episode_return",
+    "tier_attempts",
+    "tier_public_passes",
+    "tier_compute",
+)
+"""What the last step's info holds, in both envs (the vector env adds each key's ``_key`` mask)."""
+
+Number = Any
+"""A Python number, or a numpy array of them (one per sub-env)."""
+
+
+def write_mask(
+    mask: np.ndarray,
+    layout: ActionLayout,
+    has_candidate: Any,
+    verdict: Number,
+    repair_round: Number,
+    repair_limit: int,
+) -> None:
+    """The legal actions without a budget, into ``mask`` (``(actions,)`` or ``(envs, actions)``):
+    every tier; VERIFY an unverified candidate; REPAIR one that failed VERIFY, up to
+    ``repair_limit`` rounds; SUBMIT any candidate; ABSTAIN always."""
+    mask[..., : layout.num_tiers] = True
+    mask[..., layout.verify] = has_candidate & (verdict == UNVERIFIED)
+    mask[..., layout.repair] = has_candidate & (verdict == FAILED) & (repair_round < repair_limit)
+    mask[..., layout.submit] = has_candidate
+    mask[..., layout.abstain] = True
+
+
+def passes_public(public_passed: Number, public_total: Number) -> Any:
+    """A candidate passes VERIFY when it passes every public test."""
+    return public_passed == public_total
+
+
+def verdict_after_verify(passes: Any) -> Number:
+    """``PASSED`` or ``FAILED`` (as ints), from ``passes_public``."""
+    return FAILED + (PASSED - FAILED) * passes
+
+
+def improves_best(public_passed: Number, best_public_passed: Number) -> Any:
+    """A verified candidate becomes the best verified one when it passes more public tests
+    (any does, while ``best_public_passed`` is ``NO_BEST``)."""
+    return public_passed > best_public_passed
+
+
+def submits_best(verdict: Number, public_passed: Number, best_public_passed: Number) -> Any:
+    """SUBMIT hands in the best verified candidate instead of the current one when the current
+    one failed VERIFY and the best passed more public tests."""
+    return (verdict == FAILED) & (best_public_passed > public_passed)
+
+
+def is_truncated(running: Any, steps: Number, horizon: int) -> Any:
+    """An episode still running after ``horizon`` steps is truncated."""
+    return running & (steps >= horizon)
+
+
+def step_reward(cost: Number, compute_penalty: float) -> Number:
+    """Every step's reward: ``-λ`` times the compute it spent (SUBMIT adds the oracle's outcome
+    terms on top)."""
+    return -compute_penalty * cost
+
+
+def rotated_sample(offset: Number, fresh_attempt: Number, samples_per_task: int) -> Number:
+    """The recorded sample the ``fresh_attempt``-th fresh attempt of a tier replays: the samples
+    in turn from the episode's ``offset``, so none repeats before every one was used."""
+    return (offset + fresh_attempt) % samples_per_task
+
+
+def rotation_offset(draw: Number, samples_per_task: int) -> Any:
+    """The episode's first recorded sample of a tier, from its draw in [0, 1) (an int64)."""
+    return np.asarray(draw * samples_per_task).astype(np.int64)
+
+
+def draw_task(rng: np.random.Generator, task_count: int) -> int:
+    """The episode's task: uniform over the split, the first draw of a reset."""
+    return int(rng.integers(task_count))
+
+
+def draw_attempts(rng: np.random.Generator, out: np.ndarray) -> None:
+    """Every draw the episode's attempts can read (``Executor.draw_shape``), after the task."""
+    rng.random(out=out)
+
+
+def fraction(part: Number, whole: Number) -> Number:
+    """An observation's pass fraction (``whole`` is at least 1: tables are checked for it)."""
+    return part / whole
+
+
+def context_share(repair_round: Number, max_repair_rounds: int) -> Number:
+    """The observation's ``context_length``: repair rounds in the context, as a share."""
+    return repair_round / max(1, max_repair_rounds)
+
+
+def steps_left(steps: Number, max_steps: int) -> Number:
+    """The observation's ``steps_left``, as a share of ``max_steps``."""
+    return (max_steps - steps) / max_steps
+
+
+def cost_so_far(compute: Number, cost_scale: float) -> Number:
+    """The observation's ``cost_so_far``: compute over ``cost_scale``, at most 1 (``min`` on a
+    scalar, which is several times faster there than ``np.minimum``)."""
+    share = compute / cost_scale
+    return np.minimum(1.0, share) if isinstance(share, np.ndarray) else min(1.0, share)
