@@ -32,7 +32,8 @@ from rich.console import Console
 
 import occ_gym
 from occ_gym.baselines import HindsightOracle
-from occ_gym.bench.runner import REFERENCE, baseline_suite
+from occ_gym.bench.labels import REFERENCE
+from occ_gym.bench.runner import baseline_suite
 from occ_gym.evaluation import evaluate
 from occ_gym.hashing import library_versions
 from occ_gym.policies.learned import LearnedPolicy

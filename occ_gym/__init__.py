@@ -10,6 +10,8 @@ Importing the package registers the environments (once, however often it is impo
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from gymnasium.envs.registration import register, registry
 
 from occ_gym.attempt import Attempt, ErrorKind
@@ -18,7 +20,8 @@ from occ_gym.economics.ledger import CreditLedger, LedgerEntry
 from occ_gym.economics.oracle import ImpactOracle, ScoreBreakdown
 from occ_gym.envs.code_env import OCCCodeEnv
 
-__version__ = "0.1.0"
+__version__ = version("occ-gym")
+"""From the installed package's metadata (``pyproject.toml`` is the one place it is written)."""
 
 ENV_IDS = ("OCC-Code-v0", "OCC-CodeSim-v0")
 """Every environment id this package registers."""

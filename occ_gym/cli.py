@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 import occ_gym
+from occ_gym.bench.runner import BenchConfig
+from occ_gym.train.config import ALGORITHM_NAMES, VEC_ENVS, TrainConfig
 
 TABLE_NOTE = (
     "mean ± half its 95% bootstrap interval; regret is against the hindsight oracle, an upper "
@@ -137,17 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="occ-gym", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     bench_parser = commands.add_parser("bench", help="compare every baseline on the same problems")
-    bench_parser.add_argument("--env", default="OCC-CodeSim-v0", choices=occ_gym.ENV_IDS)
-    bench_parser.add_argument("--split", default="test", help="task split (default: held-out test)")
+    bench = BenchConfig()
+    bench_parser.add_argument("--env", default=bench.env_id, choices=occ_gym.ENV_IDS)
     bench_parser.add_argument(
-        "--episodes", type=_positive_int, default=1000, help="problems per seed"
-    )
-    bench_parser.add_argument("--seeds", type=_positive_int, default=5, help="evaluation seeds")
-    bench_parser.add_argument(
-        "--seed", type=int, default=0, help="first seed; seed k plays seeds seed + k * episodes"
+        "--split", default=bench.split, help=f"task split (default: {bench.split})"
     )
     bench_parser.add_argument(
-        "--resamples", type=_positive_int, default=1000, help="bootstrap resamples"
+        "--episodes", type=_positive_int, default=bench.episodes, help="problems per seed"
+    )
+    bench_parser.add_argument(
+        "--seeds", type=_positive_int, default=bench.seeds, help="evaluation seeds"
+    )
+    bench_parser.add_argument(
+        "--seed",
+        type=int,
+        default=bench.seed,
+        help="first seed; seed k plays seeds seed + k * episodes",
+    )
+    bench_parser.add_argument(
+        "--resamples", type=_positive_int, default=bench.resamples, help="bootstrap resamples"
     )
     bench_parser.add_argument(
         "--out", help="results folder: results.json, leaderboard.md, findings.md, pareto.png"
@@ -159,12 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a trained policy (.zip or run folder) to add to the table; repeatable",
     )
     train_parser = commands.add_parser("train", help="train a PPO / MaskablePPO allocator")
-    train_parser.add_argument("--env", default="OCC-Code-v0", help="env id")
-    train_parser.add_argument("--algo", default="maskable_ppo", help="maskable_ppo or ppo")
+    run = TrainConfig()
+    train_parser.add_argument("--env", default=run.env_id, choices=occ_gym.ENV_IDS)
+    train_parser.add_argument("--algo", default=run.algo, choices=ALGORITHM_NAMES)
     train_parser.add_argument(
         "--timesteps", type=int, help="total env steps (default: hyperparameter file)"
     )
-    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--seed", type=int, default=run.seed)
     train_parser.add_argument("--n-envs", type=int, help="(default: hyperparameter file)")
     train_parser.add_argument("--out", required=True, help="the run folder, e.g. runs/NAME")
     train_parser.add_argument(
@@ -181,12 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a gym.make keyword (TOML value), e.g. 'oracle={compute_penalty = 0.002}'; repeatable",
     )
-    train_parser.add_argument("--eval-episodes", type=int, default=200)
-    train_parser.add_argument("--eval-every", type=int, default=20_000, help="env steps")
+    train_parser.add_argument("--eval-episodes", type=int, default=run.eval_episodes)
+    train_parser.add_argument("--eval-every", type=int, default=run.eval_every, help="env steps")
     train_parser.add_argument(
         "--vec-env",
-        default="dummy",
-        help="dummy, subproc or native (the batched occ_gym.envs.vector_env)",
+        default=run.vec_env,
+        choices=VEC_ENVS,
+        help="how the training envs are batched (native: occ_gym.envs.vector_env)",
     )
     train_parser.add_argument("--resume", help="a checkpoint (.zip) to continue from")
     events_parser = commands.add_parser("events", help="check or summarize JSONL event logs")

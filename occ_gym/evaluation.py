@@ -10,6 +10,7 @@ import numpy as np
 
 from occ_gym.baselines.base import Policy
 from occ_gym.envs.code_env import occ_env
+from occ_gym.validation import positive_int
 
 EPISODE_COLUMNS = (
     "hidden_pass",
@@ -66,8 +67,7 @@ def run_episodes(
     differences between policies are not sampling noise in the env. A policy with an
     ``observe_episode(info)`` method is shown each finished episode's info.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    positive_int("episodes", episodes)
     inner = occ_env(env)
     layout = inner.action_layout
     observe = getattr(policy, "observe_episode", None)
@@ -78,16 +78,16 @@ def run_episodes(
         episode_return, done, repairs, first_tier = 0.0, False, 0, -1
         episode_start = np.ones((1,), dtype=bool)
         while not done:
-            action, _ = policy.predict(
+            predicted, _ = policy.predict(
                 obs,
                 episode_start=episode_start,
                 deterministic=deterministic,
                 action_masks=inner.action_masks(),
             )
-            action = int(np.asarray(action).reshape(()))
+            action = int(np.asarray(predicted).reshape(()))
             if first_tier < 0 and action < layout.num_tiers:
                 first_tier = action
-            repairs += action == layout.repair
+            repairs += int(action == layout.repair)
             obs, reward, terminated, truncated, info = env.step(action)
             episode_return += float(reward)
             episode_start = np.zeros((1,), dtype=bool)
@@ -126,7 +126,7 @@ def evaluate(
     """The means of ``run_episodes(policy, env, episodes, seed=seed)``."""
     log = run_episodes(policy, env, episodes, seed=seed, deterministic=deterministic)
     return EvaluationResult(
-        policy=name or getattr(policy, "name", type(policy).__name__),
+        policy=name or str(getattr(policy, "name", type(policy).__name__)),
         episodes=episodes,
         seed=seed,
         hidden_pass_rate=float(log["hidden_pass"].mean()),

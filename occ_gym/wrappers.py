@@ -30,7 +30,7 @@ class TruncationInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         if truncated and "outcome" not in info:
-            info.update(self.env.unwrapped.truncation_summary())
+            info.update(occ_env(self.env).truncation_summary())
         return obs, reward, terminated, truncated, info
 
 
@@ -57,10 +57,13 @@ class IllegalActionPenalty(gym.Wrapper):
         """Illegal actions taken since the wrapper was made."""
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        inner = self.env.unwrapped
+        inner = occ_env(self.env)
         index = _integer(action)
-        in_range = index is not None and 0 <= index < inner.action_space.n
-        if in_range and not inner.action_masks()[index]:
+        if (
+            index is not None
+            and 0 <= index < inner.action_space.n
+            and not inner.action_masks()[index]
+        ):
             reason = inner.illegal_reason(index)
             self.illegal_actions += 1
             obs, reward, terminated, truncated, info = inner.idle_step(self.penalty)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from occ_gym.bench.findings import compute_findings, render_findings
+from occ_gym.bench.labels import ORACLE, REFERENCE, SHIPPED
 from occ_gym.bench.report import OUTPUTS, render_leaderboard
-from occ_gym.bench.runner import ENTRY_METRICS, ORACLE, REFERENCE, SHIPPED, Bench, BenchConfig
+from occ_gym.bench.runner import ENTRY_METRICS, Bench, BenchConfig
 from occ_gym.cli import main
 from occ_gym.policies.learned import shipped_policy_path
 

@@ -188,9 +188,13 @@ def test_an_unwritable_run_folder_fails_before_training(tmp_path):
 
 
 def test_the_cli_reports_bad_arguments_and_exits_2(tmp_path, capsys):
-    code = cli_main(["train", "--env", "Nope-v0", "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as raised:  # argparse's choices, from the config's
+        cli_main(["train", "--env", "Nope-v0", "--out", str(tmp_path / "run")])
+    assert raised.value.code == 2
+    assert "invalid choice: 'Nope-v0'" in capsys.readouterr().err
+    code = cli_main(["train", "--timesteps", "0", "--out", str(tmp_path / "run")])
     assert code == 2
-    assert "unknown env id 'Nope-v0'" in capsys.readouterr().out
+    assert "timesteps must be an int >= 1, got 0" in capsys.readouterr().out
 
 
 def test_env_kwargs_reach_the_envs_and_the_recorded_command(tmp_path):

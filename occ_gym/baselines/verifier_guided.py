@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 from occ_gym.baselines.base import BaselinePolicy
+from occ_gym.validation import positive_int
 
 
 class VerifierGuided(BaselinePolicy):
@@ -18,8 +19,7 @@ class VerifierGuided(BaselinePolicy):
 
     def __init__(self, env: gym.Env, tier: int | str = -1, max_tries: int = 3):
         super().__init__(env)
-        if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
-            raise ValueError(f"max_tries must be an int >= 1, got {max_tries!r}")
+        positive_int("max_tries", max_tries)
         if tier == -1:
             tier = self.actions.num_tiers - 1
         self.tier = self.actions.tier_index(tier)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from occ_gym.bench.labels import ORACLE
 from occ_gym.bench.stats import bootstrap_interval
 from occ_gym.envs.code_env import occ_env
 
@@ -81,8 +82,6 @@ def learned_vs_best_rule(
 ) -> dict[str, Any] | None:
     """Each learned policy's return against the best rule's, paired by episode."""
     bench, rng = evidence.bench, evidence.rng
-    from occ_gym.bench.runner import ORACLE
-
     learned = _learned(bench)
     rules = [
         e.label
@@ -157,7 +156,7 @@ def tier_tracks_difficulty(
     if p_value >= SIGNIFICANCE:
         return None
     names = occ_env(bench.env).action_layout.tier_names
-    bins = []
+    bins: list[dict[str, Any]] = []
     for low, high, inside in _difficulty_bins(difficulty):
         if inside.sum() == 0:
             continue
@@ -193,7 +192,7 @@ def where_learned_saves_compute(
     difficulty = ours["difficulty"]
     if not np.isfinite(difficulty).all():
         return None
-    bins = []
+    bins: list[dict[str, Any]] = []
     for low, high, inside in _difficulty_bins(difficulty):
         if inside.sum() < MIN_CASES:
             continue

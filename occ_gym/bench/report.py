@@ -202,8 +202,10 @@ def plot_pareto(results: dict[str, Any], path: Path) -> None:
         )
         headline = [(px, py) for px, py, e in zip(x, y, entries, strict=True) if e["headline"]]
         if len(entries) > 1 and headline:
+            headline_x, headline_y = zip(*headline, strict=True)
             axes.scatter(
-                *zip(*headline, strict=True),
+                headline_x,
+                headline_y,
                 s=120,
                 facecolors="none",
                 edgecolors="black" if oracle else colors(index % 10),

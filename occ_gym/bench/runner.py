@@ -28,15 +28,13 @@ from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPo
 from occ_gym.baselines.base import BaselinePolicy, Policy
 from occ_gym.bench import stats
 from occ_gym.bench.findings import compute_findings
+from occ_gym.bench.labels import ORACLE, REFERENCE, SHIPPED
 from occ_gym.envs.code_env import occ_env
 from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
 from occ_gym.hashing import env_hash, file_digest, library_versions, stable_hash
+from occ_gym.validation import positive_int
 
 BENCH_VERSION = 1
-REFERENCE = "FixedTier(expensive)"
-"""The strong model: always the big tier. Cost cuts are measured at its hidden pass."""
-ORACLE = "HindsightOracle (upper bound)"
-SHIPPED = "MaskablePPO (shipped)"
 RETRY_COUNTS = (1, 2, 3, 4)
 HEADLINE_RETRIES = 3
 CPT_LEVELS = (0.5, 0.8, 0.95)
@@ -62,9 +60,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         for name in ("episodes", "seeds", "resamples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            positive_int(name, getattr(self, name))
 
     @property
     def seed_list(self) -> list[int]:
@@ -141,10 +137,10 @@ def bench_entries(config: BenchConfig, env: gym.Env) -> list[Entry]:
             Entry(name, "HeuristicOCC", "depth", depth, penalty, full, _heuristic(depth))
         )
     entries.append(Entry("RandomPolicy", "RandomPolicy", "", None, penalty, True, _random))
-    for trained_penalty, path in shipped_policies(config.env_id):
+    for trained_penalty, shipped in shipped_policies(config.env_id):
         default = trained_penalty == penalty
         label = SHIPPED if default else f"{SHIPPED[:-1]}, λ={trained_penalty:g})"
-        policy = load_policy(path, name=label)
+        policy = load_policy(shipped, name=label)
         entries.append(
             Entry(
                 label, SHIPPED, "λ", trained_penalty, trained_penalty, default, _same(policy), True

@@ -18,6 +18,7 @@ point on the segment between them, and spending more never has to lower quality.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def cpt(points: Sequence[Point], weak: Point, strong: Point, recovered: float) -
     return (cost - weak[0]) / (strong[0] - weak[0])
 
 
-def delta_ibc(point: Point, weak: Point, strong: Point) -> float:
+def delta_ibc(point: Point, weak: Point, strong: Point) -> Any:
     """AutoMix's ΔIBC: the policy's quality gained per cost over the weak model, relative to the
     strong model's (0 = no better than mixing weak and strong; > 0 better). Each coordinate may
     also be an array (one ΔIBC per element, e.g. per bootstrap resample)."""
@@ -128,7 +129,7 @@ def cost_cut_at(points: Sequence[Point], reference: Point) -> float:
 
 
 def bootstrap_interval(
-    values: Sequence[float],
+    values: Sequence[float] | np.ndarray,
     rng: np.random.Generator,
     confidence: float = 0.95,
     resamples: int = 2000,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from occ_gym.attempt import Attempt
-from occ_gym.config import build_dataclass
 from occ_gym.economics.broker import ResourceBroker
 from occ_gym.economics.ledger import CreditLedger
 from occ_gym.economics.oracle import ImpactOracle
@@ -23,6 +21,7 @@ from occ_gym.tasks import SyntheticTaskSource, make_task_source
 from occ_gym.tasks.base import Task, base_split, carve_split
 from occ_gym.tiers import make_tiers
 from occ_gym.tiers.base import ClosableTier, RecordedTier
+from occ_gym.validation import build_dataclass, finite_number
 
 MAX_STEPS = 64
 """The longest episode ``max_steps`` allows."""
@@ -150,7 +149,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     - v0: first version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    # An instance attribute in gymnasium.Env, so not a ClassVar here.
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012
+    action_space: MaskedDiscrete
     AGENT = "allocator"
     """Who spends compute in the env's ledger."""
 
@@ -179,8 +180,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
                 f"max_steps must be <= {MAX_STEPS}, got {max_steps}: each reset draws every "
                 "attempt the episode could reach, which grows with max_steps squared"
             )
-        self.verifier_cost = _finite_number("verifier_cost", verifier_cost, minimum=0.0)
-        self.budget = None if budget is None else _finite_number("budget", budget, minimum=0.0)
+        self.verifier_cost = finite_number("verifier_cost", verifier_cost, minimum=0.0)
+        self.budget = None if budget is None else finite_number("budget", budget, minimum=0.0)
         if self.budget == 0.0:
             raise ValueError("budget must be > 0 (or None for no budget)")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -337,7 +338,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         ``action="IDLE"``. ``occ_gym.wrappers.IllegalActionPenalty`` turns illegal actions into it.
         """
         ep = self._require_active("idle_step()")
-        penalty = _finite_number("penalty", penalty, minimum=0.0)
+        penalty = finite_number("penalty", penalty, minimum=0.0)
         ep.steps += 1
         info: dict[str, Any] = {"action": "IDLE", "tier": None, "cost": 0.0, "verdict": None}
         return self._finish_step(ep, None, info, 0.0, False, None, penalty)
@@ -689,11 +690,3 @@ def occ_env(env: gym.Env) -> OCCCodeEnv:
     if not isinstance(inner, OCCCodeEnv):
         raise TypeError(f"expected an occ-gym environment, got {type(inner).__name__}")
     return inner
-
-
-def _finite_number(name: str, value: Any, *, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name} must be finite and >= {minimum}, got {value!r}")
-    return float(value)

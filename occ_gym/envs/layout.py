@@ -51,7 +51,7 @@ class ActionLayout:
         return self.tier_names
 
     def __setstate__(self, tier_names: tuple[str, ...]) -> None:
-        self.__init__(tier_names)
+        ActionLayout.__init__(self, tier_names)
 
     def attempt(self, tier: int | str) -> int:
         """The ATTEMPT action of a tier, given its index or its name."""

@@ -16,7 +16,7 @@ on it directly (kept there, so this module imports neither SB3 nor torch).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,7 @@ from occ_gym.attempt import OUTCOME_FIELDS
 from occ_gym.envs import rules
 from occ_gym.envs.code_env import OCCCodeEnv
 from occ_gym.tiers.base import BatchedTier, RecordedTier
+from occ_gym.validation import positive_int
 
 
 class OCCVectorEnv(VectorEnv):
@@ -41,7 +42,8 @@ class OCCVectorEnv(VectorEnv):
     holds the last observation.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    # An instance attribute in gymnasium.vector.VectorEnv, so not a ClassVar here.
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP}  # noqa: RUF012
 
     def __init__(
         self,
@@ -51,14 +53,9 @@ class OCCVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         **env_kwargs: Any,
     ):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if max_episode_steps is not None and (
-            isinstance(max_episode_steps, bool)
-            or not isinstance(max_episode_steps, int)
-            or max_episode_steps < 1
-        ):
-            raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
+        positive_int("num_envs", num_envs)
+        if max_episode_steps is not None:
+            positive_int("max_episode_steps", max_episode_steps)
         mode = AutoresetMode(autoreset_mode)
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode must be NEXT_STEP or SAME_STEP")
@@ -113,8 +110,16 @@ class OCCVectorEnv(VectorEnv):
             else None
             for tier in env.tiers
         ]
-        for tier, table in zip(env.tiers, self._replay, strict=True):
-            if table is None and not isinstance(tier, BatchedTier):
+        self._batched: list[BatchedTier | None] = []
+        self._samples_per_task: list[int] = []
+        for tier in env.tiers:
+            if isinstance(tier, RecordedTier):
+                self._batched.append(None)
+                self._samples_per_task.append(tier.samples_per_task)
+            elif isinstance(tier, BatchedTier):
+                self._batched.append(tier)
+                self._samples_per_task.append(0)
+            else:
                 raise ValueError(f"the vector env cannot batch tier {tier.name!r}")
         self._tier_names = np.array([*env.tier_names, None], dtype=object)
 
@@ -246,15 +251,14 @@ class OCCVectorEnv(VectorEnv):
     ) -> dict[str, np.ndarray]:
         """The fixed attempts ``(tier, sample, round)`` of the episodes of ``envs``."""
         out = {name: np.zeros(len(envs)) for name in OUTCOME_FIELDS}
-        for k, tier in enumerate(self.template.tiers):
+        for k, (batched, table) in enumerate(zip(self._batched, self._replay, strict=True)):
             rows = np.flatnonzero(tiers == k)
             if not len(rows):
                 continue
             e, sample, r = envs[rows], samples[rows], rounds[rows]
             task = self._task[e]
-            table = self._replay[k]
-            if table is None:
-                found = tier.outcomes(
+            if batched is not None:
+                found = batched.outcomes(
                     self._difficulty[task],
                     self._public_tests[task],
                     self._hidden_tests[task],
@@ -264,7 +268,8 @@ class OCCVectorEnv(VectorEnv):
                     self._candidate["error_kind"][e].astype(np.int64),
                 )
             else:
-                per_task = tier.samples_per_task
+                assert table is not None
+                per_task = self._samples_per_task[k]
                 offset = rules.rotation_offset(self._draws[e, k, 0, 0, -1], per_task)
                 recorded = rules.rotated_sample(offset, sample, per_task)
                 found = {name: table[name][task, recorded, r] for name in OUTCOME_FIELDS}

@@ -53,9 +53,9 @@ class SB3VecEnv(VecEnv):
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         if attr_name == "render_mode":
-            return [None] * len(self._get_indices(indices))
+            return [None] * len(list(self._get_indices(indices)))
         value = getattr(self.venv, attr_name)
-        return [value] * len(self._get_indices(indices))
+        return [value] * len(list(self._get_indices(indices)))
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         raise AttributeError(f"SB3VecEnv cannot set {attr_name!r} on the batched env")
@@ -70,7 +70,7 @@ class SB3VecEnv(VecEnv):
         raise AttributeError(f"SB3VecEnv has no per-env method {method_name!r}")
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+        return [False] * len(list(self._get_indices(indices)))
 
     def has_attr(self, attr_name: str) -> bool:
         return attr_name == "action_masks" or hasattr(self.venv, attr_name)

@@ -89,7 +89,7 @@ class LearnedPolicy:
         if self.maskable or action_masks is None:
             kwargs = {"action_masks": action_masks} if self.maskable else {}
             return self.model.predict(observation, state, episode_start, deterministic, **kwargs)
-        policy = self.model.policy
+        policy: Any = self.model.policy  # a (maskable) actor-critic policy, untyped in SB3
         obs = np.asarray(observation, dtype=np.float32)
         batch = obs.reshape(-1, obs.shape[-1])
         masks = np.asarray(action_masks, dtype=bool).reshape(len(batch), -1)

@@ -166,8 +166,8 @@ class NanoCodeGen(nn.Module):
         finished = np.zeros(batch, dtype=bool)
         for step in range(budget):
             next_tokens = _pick(logits, uniforms[:, step], temperature)
-            for row in np.flatnonzero(~finished):
-                outputs[row].append(next_tokens[row])
+            for row in np.flatnonzero(~finished).tolist():
+                outputs[row].append(int(next_tokens[row]))
                 finished[row] = next_tokens[row] == EOS
             if finished.all() or step == budget - 1:
                 break

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from occ_gym.attempt import Attempt, ErrorKind
-from occ_gym.config import build_dataclass
 from occ_gym.tasks.base import Task
+from occ_gym.validation import build_dataclass
 
 FAILURE_KINDS = (ErrorKind.SYNTAX, ErrorKind.RUNTIME, ErrorKind.WRONG_ANSWER, ErrorKind.TIMEOUT)
 """The failure kinds a simulated tier produces, in the order of ``failure_mix``."""
@@ -264,7 +264,10 @@ def make_simulated_tiers(
     else:
         if not isinstance(tiers, Sequence) or len(tiers) == 0:
             raise TypeError("tiers must be 'simulated' or a non-empty list of tier mappings")
-        specs = [build_dataclass(SimulatedTierSpec, t, f"tiers[{i}]") for i, t in enumerate(tiers)]
+        specs = [
+            build_dataclass(SimulatedTierSpec, cast(Mapping[str, Any], t), f"tiers[{i}]")
+            for i, t in enumerate(tiers)
+        ]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"tier names must be unique, got {names}")

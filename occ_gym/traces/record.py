@@ -66,7 +66,9 @@ def record_chunk(
     """Every tier's samples on ``problems``, then repair rounds of those that failed public."""
     rows: list[TraceRow] = []
     for model in models:
-        chains = {(p.task_id, s): (p, ()) for p in problems for s in range(plan.samples)}
+        chains: dict[tuple[str, int], tuple[SyntheticProblem, tuple[TraceRow, ...]]] = {
+            (p.task_id, s): (p, ()) for p in problems for s in range(plan.samples)
+        }
         for _ in range(plan.repair_rounds + 1):
             requests = [
                 AttemptRequest(problem, sample, history)

@@ -24,10 +24,11 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,57 +50,28 @@ from occ_gym.evaluation import evaluate
 from occ_gym.hashing import env_hash, library_versions, stable_hash
 from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.policies.learned import RUN_FILE, LearnedPolicy
+from occ_gym.train.config import ALGORITHM_NAMES, VEC_ENVS, TrainConfig
+from occ_gym.validation import positive_int
 from occ_gym.wrappers import IllegalActionPenalty
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:
     import tomli as tomllib
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"maskable_ppo": MaskablePPO, "ppo": PPO}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = dict(
+    zip(ALGORITHM_NAMES, (MaskablePPO, PPO), strict=True)
+)
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 HYPERPARAMS_VERSION = 1
 RUN_KEYS = ("n_timesteps", "n_envs", "policy", "illegal_action_penalty")
 """Keys of a hyperparameter table that ``occ-gym train`` reads itself (the rest go to the
 algorithm's constructor)."""
 MONITOR_KEYWORDS = ("hidden_pass", "compute")
-VEC_ENVS = ("dummy", "subproc", "native")
-"""How the training envs are batched: Python envs in one process, one per subprocess, or the
-native ``occ_gym.envs.vector_env`` env (numpy over all envs; MaskablePPO only)."""
 
 
 class TrainError(ValueError):
     """A training request that cannot run (raised before any training starts)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. ``None`` for timesteps or n_envs means the hyperparameter file's."""
-
-    env_id: str = "OCC-Code-v0"
-    algo: str = "maskable_ppo"
-    out: str = "runs/occ"
-    seed: int = 0
-    timesteps: int | None = None
-    n_envs: int | None = None
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    """Hyperparameters that replace the file's for this run."""
-    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    train_split: str = "fit"
-    eval_split: str = "val"
-    """The split ``best.zip`` is chosen on: carved from ``train``, disjoint from ``fit``."""
-    test_split: str = "test"
-    """The split ``run.json``'s final metrics are scored on (never used for a choice)."""
-    eval_episodes: int = 200
-    eval_every: int = 20_000
-    """Env steps between held-out evaluations (and saves of last.zip)."""
-    eval_seed: int = 0
-    """Held-out episode i has seed ``eval_seed + i``, as in ``occ-gym bench --seed``."""
-    vec_env: str = "dummy"
-    torch_threads: int = 1
-    resume: str | None = None
-    """A checkpoint to continue from, with the hyperparameters it was saved with; its step
-    count counts towards ``timesteps``."""
 
 
 def hyperparameters(env_id: str, algo: str) -> dict[str, Any]:
@@ -168,8 +140,7 @@ def resolve(config: TrainConfig) -> ResolvedRun:
         ("eval_every", config.eval_every),
         ("torch_threads", config.torch_threads),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TrainError(f"{name} must be an int >= 1, got {value!r}")
+        positive_int(name, value, TrainError)
     hyperparams.update(n_timesteps=timesteps, n_envs=n_envs)
     algo_kwargs = {k: v for k, v in hyperparams.items() if k not in RUN_KEYS}
     accepted = set(inspect.signature(ALGORITHMS[config.algo].__init__).parameters)
@@ -328,9 +299,10 @@ class SaveTo(BaseCallback):
         return True
 
 
-class HeldOutCurve:
-    """Mixin for SB3's eval callbacks: every evaluation meets the same val episodes and
-    appends (steps, gradient updates, wall seconds, return, hidden pass) to ``curve``."""
+class HeldOutCurve(EvalCallback):
+    """SB3's eval callback (or, mixed in first, sb3-contrib's maskable one) where every
+    evaluation meets the same val episodes and appends (steps, gradient updates, wall seconds,
+    return, hidden pass) to ``curve``."""
 
     def init_curve(self, eval_seed: int, started: float) -> None:
         self.eval_seed, self.started = eval_seed, started
@@ -377,7 +349,7 @@ class MaskableHeldOutEval(HeldOutCurve, MaskableEvalCallback):
     pass
 
 
-class HeldOutEval(HeldOutCurve, EvalCallback):
+class HeldOutEval(HeldOutCurve):
     pass
 
 

@@ -166,7 +166,7 @@ def collect(
     poller.register(request_fd, select.POLLOUT)
     chunks: list[bytes] = []
     size, sent, pipe_open, exited = 0, 0, True, False
-    outcome = {"timed_out": False, "cpu_exceeded": False, "over_limit": False}
+    outcome: dict[str, object] = {"timed_out": False, "cpu_exceeded": False, "over_limit": False}
     deadline = started + request["wall_s"]
     try:
         while pipe_open:
@@ -418,4 +418,4 @@ def _message(error: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

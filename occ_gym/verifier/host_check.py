@@ -177,7 +177,8 @@ class HostCheckRun:
             except Exception as error:
                 reason = str(error) if isinstance(error, protocol.WireError) else "malformed"
                 message = f"result stream tampered with: {reason}"
-                return unrun(candidate, ExitKind.PROTOCOL, message, **answer_timing(answer))
+                wall_s, cpu_s = answer_timing(answer)
+                return unrun(candidate, ExitKind.PROTOCOL, message, wall_s=wall_s, cpu_s=cpu_s)
             self._advance(run)
             return _PENDING
 
@@ -260,7 +261,7 @@ class HostCheckRun:
 
     def _verdict(self, run: Run, error: BaseException | None, raised: dict[int, str]) -> Verdict:
         candidate = self.candidate
-        timing = {"wall_s": run.wall_s, "cpu_s": run.cpu_s}
+        wall_s, cpu_s = run.wall_s, run.cpu_s
         outcomes, first_error_type = test_outcomes(candidate, run)
         check_outcome: TestOutcome | None = None  # None: from how the child ended
         if error is None and not run.complete:
@@ -279,7 +280,9 @@ class HostCheckRun:
             check_outcome = suite_outcome(candidate, False, ExitKind.WRONG_ANSWER, phrase)
         if check_outcome is not None:
             run = Run(run.wall_s, run.cpu_s, calls=run.calls, complete=True)
-        return assemble(candidate, run, outcomes, first_error_type, check_outcome, **timing)
+        return assemble(
+            candidate, run, outcomes, first_error_type, check_outcome, wall_s=wall_s, cpu_s=cpu_s
+        )
 
 
 def _wire(args: tuple[Any, ...]) -> str:

@@ -175,39 +175,47 @@ def judge(candidate: Candidate, answer: dict[str, Any], budget: Budget) -> Verdi
         return _judge_tests(candidate, run)
     except Exception as error:  # WireError, or anything else a crafted answer provokes
         reason = str(error) if isinstance(error, protocol.WireError) else type(error).__name__
-        timing = answer_timing(answer)
-        return unrun(
-            candidate, ExitKind.PROTOCOL, f"result stream tampered with: {reason}", **timing
-        )
+        wall_s, cpu_s = answer_timing(answer)
+        message = f"result stream tampered with: {reason}"
+        return unrun(candidate, ExitKind.PROTOCOL, message, wall_s=wall_s, cpu_s=cpu_s)
 
 
-def answer_timing(answer: dict[str, Any]) -> dict[str, float]:
+def answer_timing(answer: dict[str, Any]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) an answer reports, zeros if it reports them badly."""
     try:
-        return {"wall_s": float(answer["wall_s"]), "cpu_s": float(answer["cpu_s"])}
+        return float(answer["wall_s"]), float(answer["cpu_s"])
     except (KeyError, TypeError, ValueError):
-        return {"wall_s": 0.0, "cpu_s": 0.0}
+        return 0.0, 0.0
 
 
 def _judge_tests(candidate: Candidate, run: Run) -> Verdict:
-    timing = {"wall_s": run.wall_s, "cpu_s": run.cpu_s}
     early = early_verdict(candidate, run)
     if early is not None:
         return early
     outcomes, first_error_type = test_outcomes(candidate, run)
-    return assemble(candidate, run, outcomes, first_error_type, None, **timing)
+    return assemble(
+        candidate, run, outcomes, first_error_type, None, wall_s=run.wall_s, cpu_s=run.cpu_s
+    )
 
 
 def early_verdict(candidate: Candidate, run: Run) -> Verdict | None:
     """The verdict when the code never got to its tests: setup failed, or loading it did."""
-    timing = {"wall_s": run.wall_s, "cpu_s": run.cpu_s}
     if run.jail_error is not None:
         message = f"sandbox setup failed: {run.jail_error}"
-        return unrun(candidate, ExitKind.CRASH, message, **timing)
+        return unrun(candidate, ExitKind.CRASH, message, wall_s=run.wall_s, cpu_s=run.cpu_s)
     if run.load_error is not None:
         error_type, text = run.load_error
         kind, limit = exception_kind(error_type)
         message = f"raised {error_type}: {text} while loading the code"
-        return unrun(candidate, kind, message, error_type=error_type, limit=limit, **timing)
+        return unrun(
+            candidate,
+            kind,
+            message,
+            error_type=error_type,
+            limit=limit,
+            wall_s=run.wall_s,
+            cpu_s=run.cpu_s,
+        )
     return None
 
 

@@ -129,7 +129,9 @@ def screen_code(code: str, policy: ScreenPolicy = DEFAULT_POLICY) -> ScreenRejec
     for node in ast.walk(tree):
         reason = _unsafe(node, policy)
         if reason is not None:
-            kind = "import" if reason.startswith(IMPORT_UNAVAILABLE) else "safety"
+            kind: Literal["import", "safety"] = (
+                "import" if reason.startswith(IMPORT_UNAVAILABLE) else "safety"
+            )
             return ScreenRejection(kind, reason, getattr(node, "lineno", None))
     return None
 
