@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TRACE_TASKS ?= 500
 
-.PHONY: demo test lint format clean models traces policies throughput
+.PHONY: demo test test-all lint format clean models traces policies throughput
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "occ-gym needs Python >= 3.10"; exit 1; }
@@ -36,6 +36,14 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# Everything make test runs, and the long runs behind the slow marker (the 5,004-candidate
+# sandbox soak, every reference of 1,000 test problems, the slow benchmarks' tests).
+test-all: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "slow or not slow"
 
 # Retrain the three nano code models from scratch on CPU with the thread counts the shipped
 # weights were trained with (see each card): the corpus (about 5 minutes), medium and cheap on

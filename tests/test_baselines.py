@@ -14,8 +14,7 @@ from occ_gym.baselines import (
     VerifierGuided,
 )
 from occ_gym.bench.runner import baseline_suite
-
-from .conftest import ALWAYS, NEVER, make_crafted_env, rollout
+from tests.helpers import ALWAYS, NEVER, make_crafted_env, rollout
 
 
 def names(env, actions):

@@ -11,11 +11,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+import occ_gym
 from occ_gym import OCCCodeEnv
 from occ_gym.baselines import RandomPolicy
 from occ_gym.envs.layout import VERDICTS
-
-from .conftest import make_crafted_env
+from tests.helpers import make_crafted_env
 
 
 def trajectory(env, seed, policy_seed=0, episodes=5):
@@ -51,15 +51,52 @@ def test_outcomes_fixed_at_reset_whatever_is_peeked(sim_env):
     assert sim_env.unwrapped.candidate == peeked
 
 
-def test_pickles_mid_episode_and_continues_identically(sim_env):
-    sim_env.reset(seed=11)
-    sim_env.step(0)
-    clone = pickle.loads(pickle.dumps(sim_env))
-    for env in (sim_env, clone):
-        env.step(env.unwrapped.action_layout.verify)
-    a = sim_env.step(sim_env.unwrapped.action_layout.submit)
+@pytest.mark.parametrize("env_id", occ_gym.ENV_IDS)
+def test_pickles_mid_episode_and_continues_identically(env_id):
+    env = gym.make(env_id)
+    env.reset(seed=11)
+    env.step(0)
+    clone = pickle.loads(pickle.dumps(env))
+    for each in (env, clone):
+        each.step(each.unwrapped.action_layout.verify)
+    a = env.step(env.unwrapped.action_layout.submit)
     b = clone.step(clone.unwrapped.action_layout.submit)
     assert a[0].tobytes() == b[0].tobytes() and a[1:4] == b[1:4]
+    assert a[4]["score"] == b[4]["score"]
+
+
+EPISODE_SCRIPT = """
+import hashlib, sys, gymnasium as gym, numpy as np, occ_gym
+env, rng, out = gym.make(sys.argv[1]), np.random.default_rng(0), []
+for seed in range(30):
+    obs, _ = env.reset(seed=seed)
+    done = False
+    while not done:
+        action = int(rng.choice(np.flatnonzero(env.unwrapped.action_masks())))
+        obs, reward, terminated, truncated, _ = env.step(action)
+        out.append(f"{obs.tobytes().hex()} {reward!r}")
+        done = terminated or truncated
+print(len(out), hashlib.sha256("|".join(out).encode()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("env_id", occ_gym.ENV_IDS)
+def test_the_same_seeds_play_the_same_episodes_in_two_processes(env_id):
+    import os
+    import subprocess
+    import sys
+
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", EPISODE_SCRIPT, env_id],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+        )
+        for hash_seed in (1, 2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout and int(runs[0].stdout.split()[0]) > 30
 
 
 def test_async_vector_env_runs_with_masks():

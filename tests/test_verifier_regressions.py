@@ -30,7 +30,7 @@ from occ_gym.verifier import (
 from occ_gym.verifier.protocol import WireError, decode_value, encode_value
 from occ_gym.verifier.sandbox import available_cores
 from occ_gym.verifier.screen import DEFAULT_POLICY
-from tests.conftest import SANDBOX_UID_BASE
+from tests.helpers import SANDBOX_UID_BASE
 from tests.leak_probe import ROUTES, marker, probe, victim
 from tests.test_verifier_sandbox import verify_then_check_clean
 from tests.test_verifier_units import BUDGET, answer

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from occ_gym.bench.labels import ORACLE
-from occ_gym.bench.stats import bootstrap_interval
+from occ_gym.bench.stats import bootstrap_indices, bootstrap_interval
 from occ_gym.envs.code_env import occ_env
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def repair_vs_fresh(
         fp, fc = table["fresh_pass"][failed], table["fresh_cost"][failed]
         if rp.sum() == 0 or fp.sum() == 0:
             continue
-        draws = rng.integers(0, len(rp), size=(1000, len(rp)))
+        draws = bootstrap_indices(rng, len(rp), 1000)
         ratio = (rp[draws].mean(1) / rc[draws].mean(1)) / (fp[draws].mean(1) / fc[draws].mean(1))
         interval = [float(v) for v in np.quantile(ratio, [0.025, 0.975])]
         verdict = _verdict(interval, null=1.0)

@@ -245,7 +245,7 @@ class Bench:
         rng = np.random.default_rng(config.seed)
         n = config.episodes * config.seeds
         # One resample of the episodes per row, shared by every entry: paired intervals.
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=config.resamples) / n
+        weights = stats.bootstrap_weights(rng, n, config.resamples)
         self.columns = self._with_regret()
         boot = {
             label: {name: weights @ log[name] for name in (*ENTRY_METRICS, "regret")}

@@ -128,6 +128,18 @@ def cost_cut_at(points: Sequence[Point], reference: Point) -> float:
     return 1.0 - cost_for(points, reference[1]) / reference[0]
 
 
+def bootstrap_indices(rng: np.random.Generator, size: int, resamples: int) -> np.ndarray:
+    """``(resamples, size)`` indices: each row one bootstrap resample of ``size`` cases."""
+    return rng.integers(0, size, size=(resamples, size))
+
+
+def bootstrap_weights(rng: np.random.Generator, size: int, resamples: int) -> np.ndarray:
+    """``(resamples, size)`` weights summing to 1 per row: each row one bootstrap resample of
+    ``size`` cases as multiplicities, so ``weights @ values`` is every resample's mean at once
+    and several columns resampled with the same weights stay paired."""
+    return rng.multinomial(size, np.full(size, 1.0 / size), size=resamples) / size
+
+
 def bootstrap_interval(
     values: Sequence[float] | np.ndarray,
     rng: np.random.Generator,
@@ -138,8 +150,7 @@ def bootstrap_interval(
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         raise ValueError("a bootstrap needs at least one value")
-    draws = rng.integers(0, data.size, size=(resamples, data.size))
-    means = data[draws].mean(axis=1)
+    means = data[bootstrap_indices(rng, data.size, resamples)].mean(axis=1)
     tail = (1.0 - confidence) / 2
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return float(low), float(high)
