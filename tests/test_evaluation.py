@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from occ_gym.baselines import FixedTier, HeuristicOCC, VerifierGuided
 
+from occ_gym.baselines import FixedTier, HeuristicOCC, VerifierGuided
 from occ_gym.cli import main
 from occ_gym.evaluation import EPISODE_COLUMNS, evaluate, run_episodes
 

@@ -11,8 +11,8 @@ from collections import defaultdict
 
 import gymnasium as gym
 import pytest
-from occ_gym.baselines import HeuristicOCC, VerifierGuided
 
+from occ_gym.baselines import HeuristicOCC, VerifierGuided
 from occ_gym.cli import main as cli_main
 from occ_gym.evaluation import evaluate
 from occ_gym.events import EventLogError, EventLogger, read_events, summarize, validate_event

@@ -8,6 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
+from occ_gym.tasks.synthetic import make_problem
+from occ_gym.tiers.nano import MODELS_DIR, NanoModel
 from occ_gym.train.nano import (
     RepairStage,
     Schedule,
@@ -18,9 +21,6 @@ from occ_gym.train.nano import (
     train_tier,
 )
 from occ_gym.train.nano_data import encode_examples
-
-from occ_gym.tasks.synthetic import make_problem
-from occ_gym.tiers.nano import MODELS_DIR, NanoModel
 from occ_gym.verifier import Verifier
 
 

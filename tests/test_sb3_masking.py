@@ -5,11 +5,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from occ_gym.baselines import HindsightOracle
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.utils import get_action_masks
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
+
+from occ_gym.baselines import HindsightOracle
 
 
 class OnlyOracleAction(gym.Wrapper):
