@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TRACE_TASKS ?= 500
 
-.PHONY: demo test test-all lint format clean models traces policies throughput
+.PHONY: demo test test-all lint format clean models traces policies throughput docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "occ-gym needs Python >= 3.10"; exit 1; }
@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml
 # tables from those runs, and last the OCC-Code-v0 leaderboard, re-rendered from results.json.
 demo: $(STAMP)
 	$(BIN)/occ-gym bench --env OCC-CodeSim-v0 --out benchmarks/results/codesim
-	$(BIN)/python benchmarks/update_readme.py benchmarks/results/codesim/leaderboard.md README.md codesim-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/codesim/leaderboard.md docs/results.md codesim-bench
 	$(BIN)/occ-gym bench --env OCC-Code-v0 --out benchmarks/results/code
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/leaderboard.md README.md code-bench
-	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/findings.md README.md code-findings
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/findings.md docs/results.md code-findings
 	@echo "The MaskablePPO (shipped) rows use occ_gym/assets/policies; make policies retrains them."
 	$(BIN)/occ-gym report benchmarks/results/code
 
@@ -78,10 +78,22 @@ policies: $(STAMP)
 	$(BIN)/occ-gym train --env OCC-CodeSim-v0 --seed 0 --out runs/shipped-OCC-CodeSim-v0
 	$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-CodeSim-v0 --dest occ_gym/assets/policies
 
-# Speed and memory against Gymnasium's CartPole (about 4 minutes), and the README's table.
+# Speed and memory against Gymnasium's CartPole (about 4 minutes), and its table in docs/.
 throughput: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md README.md throughput
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput
+
+# Copy every generated table in benchmarks/results/ into its page (the benchmarks write them;
+# nothing in README.md or docs/ between <!-- name:start/end --> markers is typed by hand).
+docs: $(STAMP)
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/leaderboard.md README.md code-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/findings.md docs/results.md code-findings
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/codesim/leaderboard.md docs/results.md codesim-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/model_cards.md docs/environment.md models
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/retry_cost.md docs/environment.md retry
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/ppo.md docs/training.md ppo
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/verifier.md docs/verifier.md verifier
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

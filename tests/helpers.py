@@ -1,12 +1,19 @@
 """Helpers the tests share: crafted tiers with certain outcomes (so baselines can be checked
-exactly), one-episode rollouts, and the sandbox uids the tests' verifiers use."""
+exactly), one-episode rollouts, the sandbox uids the tests' verifiers use, and the checks that
+a sandbox left nothing behind."""
 
 from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 import occ_gym  # noqa: F401  (registers the environments)
+from occ_gym.verifier import Candidate, TestCase
+from occ_gym.verifier.judge import Budget
 
 SANDBOX_UID_BASE = 61_000
 """Child uids of the tests' sandboxes (a concurrent run elsewhere should pick another base)."""
@@ -45,3 +52,93 @@ def rollout(env: gym.Env, policy, seed: int) -> tuple[list[int], float, dict]:
         total += reward
         done = terminated or truncated
     return actions, total, info
+
+
+# ---------------------------------------------------------------- sandbox cleanliness
+
+MARKER = f"/tmp/occ-gym-escaped-{os.getpid()}"
+LEGIT = Candidate("def add_one(x):\n    return x + 1\n", "add_one", (TestCase((41,), 42),))
+
+
+def sandbox_processes() -> list[int]:
+    """Host pids of processes running as a sandbox child uid (none should outlive a verdict)."""
+    uids = range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_WORKERS)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        if any(int(uid) in uids for uid in uid_line.split()[1:]):
+            found.append(int(entry.name))
+    return found
+
+
+def server_tmp_entries(verifier) -> list[str]:
+    """What is left in each sandbox's private /tmp, seen through /proc/PID/root."""
+    entries = []
+    for server in verifier.pool.servers:
+        for child in descendants(server.pid):
+            root = Path(f"/proc/{child}/root/tmp")
+            try:
+                entries += [f"{child}:{name}" for name in os.listdir(root)]
+            except OSError:
+                continue
+    return entries
+
+
+def descendants(pid: int | None) -> list[int]:
+    if pid is None:
+        return []
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            children = []
+        found += [int(child) for child in children]
+        frontier += [int(child) for child in children]
+    return found
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def verify_then_check_clean(verifier, candidate: Candidate):
+    """Verify ``candidate``; then every sandbox answers correctly and nothing is left behind."""
+    fds_before = open_fds()
+    verdict = verifier.verify(candidate)
+    follow_up = verifier.verify_many([LEGIT] * len(verifier.pool.servers))
+    assert all(v.passed for v in follow_up), [v.feedback() for v in follow_up]
+    assert sandbox_processes() == []
+    assert server_tmp_entries(verifier) == []
+    assert open_fds() == fds_before
+    assert not os.path.exists(MARKER)
+    return verdict
+
+
+# ---------------------------------------------------------------- host-side judging
+
+BUDGET = Budget(cpu_s=1.0, wall_s=3.0)
+
+
+def answer(payload: str | bytes, **overrides) -> dict:
+    """A sandbox's answer as the host receives it."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    base = {
+        "id": 1,
+        "exit_code": 0,
+        "signal": None,
+        "timed_out": False,
+        "cpu_exceeded": False,
+        "over_limit": False,
+        "wall_s": 0.01,
+        "cpu_s": 0.01,
+        "payload": base64.b64encode(raw).decode(),
+    }
+    return {**base, **overrides}

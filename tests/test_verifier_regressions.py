@@ -30,10 +30,8 @@ from occ_gym.verifier import (
 from occ_gym.verifier.protocol import WireError, decode_value, encode_value
 from occ_gym.verifier.sandbox import available_cores
 from occ_gym.verifier.screen import DEFAULT_POLICY
-from tests.helpers import SANDBOX_UID_BASE
+from tests.helpers import BUDGET, SANDBOX_UID_BASE, answer, verify_then_check_clean
 from tests.leak_probe import ROUTES, marker, probe, victim
-from tests.test_verifier_sandbox import verify_then_check_clean
-from tests.test_verifier_units import BUDGET, answer
 
 MERSENNE = (1 << 61) - 1
 """Every multiple of this int has hash 0: the hash-flooding value."""
@@ -284,7 +282,7 @@ def test_garbage_collection_works_in_the_child(lone):
 
 
 def test_cpu_bound_correct_code_passes_next_to_spinning_neighbours(sandbox):
-    from tests.test_verifier_sandbox import LEGIT
+    from tests.helpers import LEGIT
 
     spin = "def f(x):\n    while True:\n        pass\n"
     busy = (
@@ -410,7 +408,7 @@ def test_a_sandbox_that_cannot_clean_up_in_time_is_replaced_without_losing_a_ver
 def test_a_restart_in_a_host_holding_over_1024_fds_still_gives_verdicts(lone):
     import os
 
-    from tests.test_verifier_sandbox import LEGIT
+    from tests.helpers import LEGIT
 
     held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
     try:

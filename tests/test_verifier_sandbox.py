@@ -11,81 +11,26 @@ from pathlib import Path
 import pytest
 
 from occ_gym.verifier import Candidate, ExitKind, TestCase
-from tests.helpers import SANDBOX_UID_BASE, SANDBOX_WORKERS
+from tests.helpers import (
+    LEGIT,
+    MARKER,
+    SANDBOX_WORKERS,
+    descendants,
+    open_fds,
+    sandbox_processes,
+    server_tmp_entries,
+    verify_then_check_clean,
+)
 
 PROJECT_FILE = Path(__file__).resolve().parents[1] / "README.md"
-MARKER = f"/tmp/occ-gym-escaped-{os.getpid()}"
 SECRET = 918_273_645
 """An expected output the sandbox never sees: only the host knows it."""
-LEGIT = Candidate("def add_one(x):\n    return x + 1\n", "add_one", (TestCase((41,), 42),))
-
-
-def sandbox_processes() -> list[int]:
-    """Host pids of processes running as a sandbox child uid (none should outlive a verdict)."""
-    uids = range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_WORKERS)
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        if any(int(uid) in uids for uid in uid_line.split()[1:]):
-            found.append(int(entry.name))
-    return found
-
-
-def server_tmp_entries(verifier) -> list[str]:
-    """What is left in each sandbox's private /tmp, seen through /proc/PID/root."""
-    entries = []
-    for server in verifier.pool.servers:
-        for child in _descendants(server.pid):
-            root = Path(f"/proc/{child}/root/tmp")
-            try:
-                entries += [f"{child}:{name}" for name in os.listdir(root)]
-            except OSError:
-                continue
-    return entries
-
-
-def _descendants(pid: int | None) -> list[int]:
-    if pid is None:
-        return []
-    found, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            children = []
-        found += [int(child) for child in children]
-        frontier += [int(child) for child in children]
-    return found
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def run_hostile(sandbox, code: str, expected=SECRET, entry_point: str = "f", cpu_s=None):
     """Verify a hostile candidate, then check the sandbox is healthy and left nothing."""
     candidate = Candidate(code, entry_point, (TestCase((1,), expected),), cpu_s=cpu_s)
     return verify_then_check_clean(sandbox, candidate)
-
-
-def verify_then_check_clean(verifier, candidate: Candidate):
-    """Verify ``candidate``; then every sandbox answers correctly and nothing is left behind."""
-    fds_before = open_fds()
-    verdict = verifier.verify(candidate)
-    follow_up = verifier.verify_many([LEGIT] * len(verifier.pool.servers))
-    assert all(v.passed for v in follow_up), [v.feedback() for v in follow_up]
-    assert sandbox_processes() == []
-    assert server_tmp_entries(verifier) == []
-    assert open_fds() == fds_before
-    assert not os.path.exists(MARKER)
-    return verdict
 
 
 HOSTILE = {
@@ -335,7 +280,7 @@ def server_fd_counts(verifier) -> list[int]:
     """Open fds of every process of every sandbox (bwrap, its init, the relay, the zygote)."""
     counts = []
     for server in verifier.pool.servers:
-        for pid in [server.pid, *_descendants(server.pid)]:
+        for pid in [server.pid, *descendants(server.pid)]:
             counts.append(len(os.listdir(f"/proc/{pid}/fd")))
     return counts
 

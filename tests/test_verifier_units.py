@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import math
 import subprocess
 from pathlib import Path
@@ -11,7 +10,6 @@ import pytest
 
 from occ_gym.attempt import ErrorKind
 from occ_gym.verifier import (
-    Budget,
     Candidate,
     ExitKind,
     FailureRoot,
@@ -24,30 +22,11 @@ from occ_gym.verifier import (
 )
 from occ_gym.verifier.protocol import WireError, decode_value, encode_value, loads
 from occ_gym.verifier.sandbox import SandboxServer
+from tests.helpers import BUDGET, answer
 
 CANDIDATE = Candidate(
     "def f(x):\n    return x\n", "f", (TestCase((1,), 1), TestCase((2,), 2), TestCase((3,), 3))
 )
-
-
-BUDGET = Budget(cpu_s=1.0, wall_s=3.0)
-
-
-def answer(payload: str | bytes, **overrides) -> dict:
-    """A sandbox's answer as the host receives it."""
-    raw = payload.encode() if isinstance(payload, str) else payload
-    base = {
-        "id": 1,
-        "exit_code": 0,
-        "signal": None,
-        "timed_out": False,
-        "cpu_exceeded": False,
-        "over_limit": False,
-        "wall_s": 0.01,
-        "cpu_s": 0.01,
-        "payload": base64.b64encode(raw).decode(),
-    }
-    return {**base, **overrides}
 
 
 GOOD = '{"load":"ok"}\n{"i":0,"out":1}\n{"i":1,"out":2}\n{"i":2,"out":3}\n{"done":3}\n'
@@ -285,10 +264,9 @@ def test_feedback_names_the_failing_call(verifier):
 
 
 def test_readme_verifier_example_prints_what_it_says(capsys):
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("## The verifier", 1)[1]
+    section = (Path(__file__).parents[1] / "docs" / "verifier.md").read_text()
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/verifier.md", "exec"), {})
     promised = [line[2:] for line in code.splitlines() if line.startswith("# ")]
     assert capsys.readouterr().out.splitlines() == promised
 
@@ -296,7 +274,7 @@ def test_readme_verifier_example_prints_what_it_says(capsys):
 def test_readme_humaneval_counts_are_current():
     from occ_gym.tasks.humaneval import load_humaneval
 
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[1] / "docs" / "verifier.md").read_text().split())
     on_host = sum(p.check is not None for p in load_humaneval())
     assert f"converts {164 - on_host} `check` suites" in readme
     assert f"the other {on_host} run their suite on the host" in readme
