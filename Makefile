@@ -86,6 +86,8 @@ throughput: $(STAMP)
 # Copy every generated table in benchmarks/results/ into its page (the benchmarks write them;
 # nothing in README.md or docs/ between <!-- name:start/end --> markers is typed by hand).
 docs: $(STAMP)
+	$(BIN)/python benchmarks/env_reference.py
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/env_observation.md docs/environment.md env-observation
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/leaderboard.md README.md code-bench
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/findings.md docs/results.md code-findings
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/codesim/leaderboard.md docs/results.md codesim-bench
