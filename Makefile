@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TRACE_TASKS ?= 500
+V1_TEST_TASKS ?= 1000
+V1_TRAIN_TASKS ?= 2000
 
-.PHONY: demo test test-all lint format clean models traces policies throughput docs
+.PHONY: demo test test-all lint format clean models traces traces-v0 traces-v1-test \
+	traces-v1-train policies throughput docs health planner-selection
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "occ-gym needs Python >= 3.10"; exit 1; }
@@ -26,10 +29,26 @@ demo: $(STAMP)
 	$(BIN)/occ-gym bench --env OCC-CodeSim-v0 --out benchmarks/results/codesim
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/codesim/leaderboard.md docs/results.md codesim-bench
 	$(BIN)/occ-gym bench --env OCC-Code-v0 --out benchmarks/results/code
-	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/leaderboard.md README.md code-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/leaderboard.md docs/results.md code-bench
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/findings.md docs/results.md code-findings
+	$(BIN)/occ-gym bench --env OCC-Code-v1 --out benchmarks/results/code-v1
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code-v1/leaderboard.md README.md code-v1-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code-v1/leaderboard.md docs/results.md code-v1-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code-v1/findings.md docs/results.md code-v1-findings
+	$(MAKE) health
 	@echo "The MaskablePPO (shipped) rows use occ_gym/assets/policies; make policies retrains them."
-	$(BIN)/occ-gym report benchmarks/results/code
+	$(BIN)/occ-gym report benchmarks/results/code-v1
+
+# How the planner's settings were chosen: fitted on fit, played on val (about 6 minutes).
+planner-selection: $(STAMP)
+	$(BIN)/python benchmarks/planner_selection.py
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/planner_selection.md docs/health.md planner-selection
+
+# The benchmark's own health for both nano envs (the properties OCC-Code-v1 was designed to
+# have, met or not), into docs/health.md.
+health: $(STAMP)
+	$(BIN)/python benchmarks/benchmark_health.py
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/health.md docs/health.md health
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,25 +64,45 @@ test-all: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-# Retrain the three nano code models from scratch on CPU with the thread counts the shipped
-# weights were trained with (see each card): the corpus (about 5 minutes), medium and cheap on
-# one thread, then expensive on two; each is pretrained, then fine-tuned on repairs of its own
-# mistakes (about 2.5 hours in all on 2 cores; each card records its stages' times).
+# Retrain the nano code models from scratch on CPU with the thread counts the shipped weights
+# were trained with (see each card): the corpus (about 5 minutes), medium and cheap on one
+# thread, then expensive on two; each is pretrained, then fine-tuned on repairs of its own
+# mistakes (about 2.5 hours in all on 2 cores). Last, OCC-Code-v1's two specialists, each a copy
+# of medium fine-tuned on its operation family (about 6 minutes each on one thread). Each card
+# records its stages' times.
 models: $(STAMP)
 	$(BIN)/python -m occ_gym.train.nano --data-only
 	$(BIN)/python -m occ_gym.train.nano --tiers medium cheap --threads 1 --out occ_gym/assets/models
 	$(BIN)/python -m occ_gym.train.nano --tiers expensive --threads 2 --out occ_gym/assets/models
+	$(BIN)/python -m occ_gym.train.nano --tiers medium-filters medium-arithmetic --threads 1 \
+		--eval-problems 300 --out occ_gym/assets/models
 
-# Re-record the shipped trace tables with the shipped models (resumable: rerun after a kill).
-traces: $(STAMP)
+# Re-record the shipped trace tables with the shipped models (resumable: rerun after a kill):
+# OCC-Code-v0's (about 10 minutes on 2 cores), then OCC-Code-v1's, 5 tiers x 8 samples with
+# 2 repair rounds on 1,000 test and 2,000 train tasks (about 50 minutes, two processes on 2
+# cores: OMP_NUM_THREADS=1 make -j2 traces-v1-test traces-v1-train).
+traces: traces-v0 traces-v1-test traces-v1-train
+
+traces-v0: $(STAMP)
 	$(BIN)/occ-gym record --split test --tasks $(TRACE_TASKS) --out occ_gym/assets/traces/test.parquet
 	$(BIN)/occ-gym record --split train --tasks $(TRACE_TASKS) --out occ_gym/assets/traces/train.parquet
 
+traces-v1-test: $(STAMP)
+	$(BIN)/occ-gym record --suite nano-v1 --split test --tasks $(V1_TEST_TASKS) \
+		--out occ_gym/assets/traces/v1/test.parquet
+
+traces-v1-train: $(STAMP)
+	$(BIN)/occ-gym record --suite nano-v1 --split train --tasks $(V1_TRAIN_TASKS) \
+		--out occ_gym/assets/traces/v1/train.parquet
+
 # Retrain the shipped allocators with the commands recorded in their run.json (about 2.5 minutes
-# each on 2 cores) and copy their last checkpoints into the package: OCC-Code-v0 at its own λ and
-# at the other λ of its cost-quality curve, and OCC-CodeSim-v0.
+# each on 2 cores) and copy their last checkpoints into the package: OCC-Code-v1 at its own λ,
+# OCC-Code-v0 at its own λ and at the other λ of its cost-quality curve, and OCC-CodeSim-v0.
 SWEEP_LAMBDAS := 0.00025 0.001 0.002 0.004
 policies: $(STAMP)
+	rm -rf runs/shipped-OCC-Code-v1
+	$(BIN)/occ-gym train --env OCC-Code-v1 --seed 0 --out runs/shipped-OCC-Code-v1
+	$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-Code-v1 --dest occ_gym/assets/policies
 	rm -rf runs/shipped-OCC-Code-v0
 	$(BIN)/occ-gym train --env OCC-Code-v0 --seed 0 --out runs/shipped-OCC-Code-v0
 	$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-Code-v0 --dest occ_gym/assets/policies
@@ -88,8 +127,13 @@ throughput: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python benchmarks/env_reference.py
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/env_observation.md docs/environment.md env-observation
-	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/leaderboard.md README.md code-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code-v1/leaderboard.md README.md code-v1-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code-v1/leaderboard.md docs/results.md code-v1-bench
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code-v1/findings.md docs/results.md code-v1-findings
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/leaderboard.md docs/results.md code-bench
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code/findings.md docs/results.md code-findings
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/health.md docs/health.md health
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/planner_selection.md docs/health.md planner-selection
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/codesim/leaderboard.md docs/results.md codesim-bench
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/model_cards.md docs/environment.md models
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/retry_cost.md docs/environment.md retry

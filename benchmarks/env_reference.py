@@ -18,7 +18,7 @@ import occ_gym  # noqa: F401  (registers the environments)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def observation_reference(env_id: str = "OCC-Code-v0") -> str:
+def observation_reference(env_id: str = "OCC-Code-v1") -> str:
     """The Markdown table of ``env_id``'s observation, one row per field."""
     env = gym.make(env_id)
     space = env.observation_space

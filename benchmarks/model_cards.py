@@ -55,6 +55,38 @@ def table() -> str:
     )
 
 
+def specialist_table() -> str:
+    """OCC-Code-v1's specialists: what they were fine-tuned from and on, and how they score."""
+    from occ_gym.train.nano import SPECIALISTS
+
+    lines = [
+        "| specialist | fine-tuned from | operation family | steps | wall minutes | seed "
+        "| greedy hidden pass, v1 tasks | by operations (2 / 3 / 4) | one repair fixes |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    problems = 0
+    for name, stage in SPECIALISTS.items():
+        _, _, card = read_card(MODELS_DIR / name)
+        held_out, record = card["held_out"], card["specialist_stage"]
+        problems = held_out["problems"]
+        by_operations = " / ".join(
+            f"{held_out['hidden_pass_by_operations'][k]:.2f}" for k in ("2", "3", "4")
+        )
+        lines.append(
+            f"| {name} | {stage.base} | {', '.join(stage.family)} | {record['steps']:,} "
+            f"| {record['training_seconds'] / 60:.1f} | {record['seed']} "
+            f"| {held_out['hidden_pass']:.3f} | {by_operations} "
+            f"| {held_out['repair_fixes_public_failure']:.3f} |"
+        )
+    return (
+        f"OCC-Code-v1's specialists, scored on the first {problems} `test`-split problems of "
+        "its task mix (greedy): they write ints pipelines and have forgotten text (see "
+        "docs/health.md for their sampled rates on every v1 test task).\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
 def tokenizer_lengths(problems: int = 1000) -> str:
     """How much shorter the task-language tokens make prompts and bodies than characters."""
     _, tokenizer, _ = read_card(MODELS_DIR / TIER_NAMES[0])
@@ -77,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for model_cards.md")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    text = table() + "\n" + tokenizer_lengths()
+    text = table() + "\n" + specialist_table() + "\n" + tokenizer_lengths()
     (args.out / "model_cards.md").write_text(text)
     print(text)
 

@@ -23,7 +23,7 @@ from occ_gym.envs.code_env import OCCCodeEnv
 __version__ = version("occ-gym")
 """From the installed package's metadata (``pyproject.toml`` is the one place it is written)."""
 
-ENV_IDS = ("OCC-Code-v0", "OCC-CodeSim-v0")
+ENV_IDS = ("OCC-Code-v0", "OCC-Code-v1", "OCC-CodeSim-v0")
 """Every environment id this package registers."""
 
 
@@ -36,6 +36,18 @@ def _register_environments() -> None:
             kwargs={
                 "tiers": "nano",
                 "tasks": "synthetic",
+                "verifier_cost": 20.0,
+                "oracle": {"compute_penalty": 0.0005},
+            },
+        )
+    if "OCC-Code-v1" not in registry:
+        register(
+            id="OCC-Code-v1",
+            entry_point="occ_gym.envs.code_env:OCCCodeEnv",
+            vector_entry_point="occ_gym.envs.vector_env:OCCVectorEnv",
+            kwargs={
+                "tiers": "nano-v1",
+                "tasks": "synthetic-v1",
                 "verifier_cost": 20.0,
                 "oracle": {"compute_penalty": 0.0005},
             },

@@ -52,6 +52,13 @@ class Attempt:
     """Wall time the verifier took on the public tests (0 where nothing ran: simulated tiers)."""
     wall_ms: float = 0.0
     """Wall time the model took to write the candidate (0 for simulated tiers)."""
+    logprob_mean: float = float("nan")
+    """Mean log-probability of the written tokens under the tier (nan: not reported)."""
+    logprob_min: float = float("nan")
+    """Log-probability of the least likely written token (nan: not reported)."""
+    public_outputs: str = ""
+    """Digest of the outputs on the public inputs ("" unknown): equal means the candidates
+    agree where the verifier looks."""
 
     @property
     def public_pass(self) -> bool:
@@ -64,6 +71,12 @@ class Attempt:
     @property
     def tokens(self) -> int:
         return self.tokens_in + self.tokens_out
+
+    @property
+    def outputs_key(self) -> float:
+        """``public_outputs`` as a number (its first 52 bits, exact in a float; 0 unknown), as
+        both envs compare candidates for agreement."""
+        return float(int(self.public_outputs[:13], 16)) if self.public_outputs else 0.0
 
 
 OUTCOME_FIELDS = (
@@ -78,3 +91,5 @@ OUTCOME_FIELDS = (
     "verify_ms",
 )
 """The numbers of an ``Attempt`` that the vector env keeps as arrays, one per attempt."""
+ANSWER_FIELDS = ("logprob_mean", "logprob_min", "tokens_out", "outputs_key")
+"""The numbers behind the observation's answer-side signals (recorded tiers, OCC-Code-v1)."""

@@ -39,6 +39,8 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         seed=args.seed,
         policy_paths=tuple(args.policy),
         resamples=args.resamples,
+        tune_episodes=args.tune_episodes,
+        planner_episodes=args.planner_episodes,
     )
     bench_run = Bench(config)
     with Progress(*Progress.get_default_columns(), console=console, transient=True) as bar:
@@ -78,9 +80,10 @@ def record_traces(args: argparse.Namespace, console: Console) -> Path:
 
     from occ_gym.traces.record import RecordPlan, record
 
-    plan = RecordPlan(
-        split=args.split,
-        tasks=args.tasks,
+    plan = RecordPlan.of(
+        args.suite,
+        args.split,
+        args.tasks,
         samples=args.samples,
         repair_rounds=args.repair_rounds,
         chunk_size=args.chunk_size,
@@ -160,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--resamples", type=_positive_int, default=bench.resamples, help="bootstrap resamples"
     )
     bench_parser.add_argument(
+        "--tune-episodes",
+        type=_positive_int,
+        default=bench.tune_episodes,
+        help="train-split episodes per rule of the tuned cascade's grid search",
+    )
+    bench_parser.add_argument(
+        "--planner-episodes",
+        type=_positive_int,
+        default=bench.planner_episodes,
+        help="train-split episodes the planner's empirical model is built from",
+    )
+    bench_parser.add_argument(
         "--out", help="results folder: results.json, leaderboard.md, findings.md, pareto.png"
     )
     bench_parser.add_argument(
@@ -213,8 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record_parser.add_argument("--split", default="test", choices=["train", "test"])
     record_parser.add_argument("--tasks", type=_positive_int, default=500)
-    record_parser.add_argument("--samples", type=_positive_int, default=4)
-    record_parser.add_argument("--repair-rounds", type=int, default=3)
+    record_parser.add_argument(
+        "--suite",
+        default="nano",
+        choices=["nano", "nano-v1"],
+        help="the tiers and tasks of OCC-Code-v0 (nano) or OCC-Code-v1 (nano-v1)",
+    )
+    record_parser.add_argument(
+        "--samples", type=_positive_int, default=None, help="default: the suite's (4 / 8)"
+    )
+    record_parser.add_argument(
+        "--repair-rounds", type=int, default=None, help="default: the suite's (3 / 2)"
+    )
     record_parser.add_argument("--chunk-size", type=_positive_int, default=50)
     record_parser.add_argument(
         "--out",

@@ -16,7 +16,17 @@ from occ_gym.bench.runner import ENTRY_METRICS, Bench, BenchConfig
 from occ_gym.cli import main
 from occ_gym.policies.learned import shipped_policy_path
 
-SMALL = ["--env", "OCC-CodeSim-v0", "--episodes", "40", "--seeds", "2", "--resamples", "200"]
+SMALL = [
+    "--env",
+    "OCC-CodeSim-v0",
+    "--episodes",
+    "40",
+    "--seeds",
+    "2",
+    "--resamples",
+    "200",
+    *("--tune-episodes", "32", "--planner-episodes", "2000"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +41,11 @@ def test_bench_writes_results_and_report_rerenders_them_exactly(tmp_path, capsys
     assert REFERENCE in capsys.readouterr().out  # the leaderboard ends the run
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == [3, 43] and results["episodes"] == 40
-    assert results["command"].endswith("--episodes 40 --seeds 2 --seed 3 --resamples 200")
+    assert results["command"].endswith(
+        "--episodes 40 --seeds 2 --seed 3 --resamples 200 "
+        "--tune-episodes 32 --planner-episodes 2000"
+    )
+    assert set(results["fits"]) == {"TunedCascade", "ObservablePlanner"}
     assert len(results["cfg_hash"]) == 16 and len(results["env_hash"]) == 16
     first = {name: (out / name).read_bytes() for name in OUTPUTS}
     for name in OUTPUTS:
@@ -153,7 +167,21 @@ def test_a_small_bench_reports_undefined_metrics_and_keeps_its_episodes(tmp_path
     import pyarrow.parquet as pq
 
     out = tmp_path / "bench"
-    main(["bench", "--env", env_id, "--episodes", str(episodes), "--seeds", "2", "--out", str(out)])
+    fits = ["--tune-episodes", "32", "--planner-episodes", "2000"]
+    main(
+        [
+            "bench",
+            "--env",
+            env_id,
+            "--episodes",
+            str(episodes),
+            "--seeds",
+            "2",
+            *fits,
+            "--out",
+            str(out),
+        ]
+    )
     results = json.loads((out / "results.json").read_text())
     episodes_table = pq.read_table(out / "episodes.parquet")
     assert episodes_table.num_rows == len(results["entries"]) * 2 * episodes

@@ -69,16 +69,19 @@ def test_kv_cache_generation_equals_full_recomputation():
     model = _tiny_model()
     contexts, rounds = [[1, 5, 6, 7, 8], [1, 9], [1, 10, 11, 12, 13, 14, 15]], [0, 1, 3]
     generated = model.generate(contexts, rounds, np.zeros((3, 8)), temperature=0.0)
-    for context, repair_round, output in zip(contexts, rounds, generated, strict=True):
-        sequence, expected = list(context), []
+    for context, repair_round, (output, logprobs) in zip(contexts, rounds, generated, strict=True):
+        sequence, expected, expected_logprobs = list(context), [], []
         for _ in range(8):
-            logits = model(torch.tensor([sequence]), torch.tensor([repair_round]))[0, -1]
+            with torch.no_grad():
+                logits = model(torch.tensor([sequence]), torch.tensor([repair_round]))[0, -1]
             token = int(logits.argmax())
+            expected_logprobs.append(float(torch.log_softmax(logits.double(), -1)[token]))
             if token == EOS:
                 break
             expected.append(token)
             sequence.append(token)
         assert output == expected
+        assert logprobs == pytest.approx(expected_logprobs, abs=1e-5)
 
 
 def test_a_rows_sample_depends_on_its_own_numbers_not_its_batch():
@@ -90,7 +93,9 @@ def test_a_rows_sample_depends_on_its_own_numbers_not_its_batch():
         model.generate([c], [r], uniforms[i : i + 1], temperature=1.0)[0]
         for i, (c, r) in enumerate(zip(contexts, rounds, strict=True))
     ]
-    assert batched == alone
+    assert [tokens for tokens, _ in batched] == [tokens for tokens, _ in alone]
+    for (_, batched_logprobs), (_, alone_logprobs) in zip(batched, alone, strict=True):
+        assert batched_logprobs == pytest.approx(alone_logprobs, abs=1e-5)
 
 
 def test_generation_refuses_a_context_beyond_the_block():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -91,7 +92,7 @@ def test_bad_kwargs_fail_clearly():
         gym.make("OCC-Code-v0", mode="imagined")
     with pytest.raises(ValueError, match="synthetic"):
         gym.make("OCC-Code-v0", tasks="humaneval")
-    with pytest.raises(ValueError, match="tiers='nano' only"):
+    with pytest.raises(ValueError, match="apply to nano tiers"):
         gym.make("OCC-CodeSim-v0", mode="live")
 
 
@@ -110,6 +111,7 @@ def test_wall_time_adds_the_recorded_writing_and_verifying_times(replay_env):
 
 def test_bench_runs_on_occ_code_with_the_shipped_lambda_sweep(tmp_path, capsys):
     argv = ["bench", "--env", "OCC-Code-v0", "--episodes", "20", "--seeds", "2"]
+    argv += ["--tune-episodes", "32", "--planner-episodes", "2000"]
     assert cli_main([*argv, "--resamples", "100", "--out", str(tmp_path)]) == 0
     assert "FixedTier(expensive)" in (tmp_path / "leaderboard.md").read_text()
     results = json.loads((tmp_path / "results.json").read_text())
@@ -122,6 +124,31 @@ def test_bench_runs_on_occ_code_with_the_shipped_lambda_sweep(tmp_path, capsys):
 def test_readme_usage_example_runs(capsys):
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     usage = readme.split("## Usage", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    assert 'gym.make("OCC-Code-v0"' in usage
+    assert 'gym.make("OCC-Code-v1"' in usage
     exec(compile(usage, "README.md", "exec"), {})
     assert capsys.readouterr().out.strip()
+
+
+def test_v1_live_attempts_equal_its_recorded_ones(tmp_path, verifier):
+    """OCC-Code-v1's tiers write the same code, verdicts and answer-side signals live (batch of
+    one, its suite's temperature) as its recording did (batches of 64)."""
+    plan = replace(RecordPlan.of("nano-v1", "test", 2, repair_rounds=0), tiers=("cheap",))
+    small = record(plan, tmp_path / "v1-cheap-only.parquet", verifier=verifier)
+    live = gym.make("OCC-Code-v1", split="test", mode="live", traces=str(small))
+    replay = gym.make("OCC-Code-v1", split="test")
+    actions = ("ATTEMPT(medium-filters)", "VERIFY", "REPAIR", "ATTEMPT(expensive)", "VERIFY")
+    try:
+        for seed, task_index in ((0, 0), (3, 1)):
+            for env in (live, replay):
+                env.reset(seed=seed, options={"task_index": task_index})
+            for wanted in actions:
+                action = live.unwrapped.action_layout.names.index(wanted)
+                if not replay.unwrapped.action_masks()[action]:
+                    continue
+                ours, theirs = live.step(action), replay.step(action)
+                assert np.allclose(ours[0], theirs[0], atol=1e-5), wanted
+                assert ours[1] == pytest.approx(theirs[1]) and ours[3] == theirs[3]
+                assert live.unwrapped.candidate.code == replay.unwrapped.candidate.code
+    finally:
+        live.close()
+        replay.close()

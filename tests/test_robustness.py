@@ -284,7 +284,7 @@ def test_a_models_folder_is_validated_at_make(tmp_path):
 
     with pytest.raises(ValueError, match=r"models folder .* not found"):
         gym.make("OCC-Code-v0", models=str(tmp_path / "absent"))
-    with pytest.raises(ValueError, match="tiers='nano' only"):
+    with pytest.raises(ValueError, match="apply to nano tiers"):
         gym.make("OCC-CodeSim-v0", models=str(tmp_path))
     shutil.copytree(MODELS_DIR, tmp_path / "models")
     damaged = tmp_path / "models" / "medium.safetensors"

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from occ_gym.tiers.nano import MAX_NEW_TOKENS
-from occ_gym.tiers.nano_tier import SAMPLES_PER_TASK, traces_path
+from occ_gym.tiers.nano_tier import traces_path
+from occ_gym.tiers.suites import V0_SUITE
 from occ_gym.traces.record import RecordPlan, record
 from occ_gym.traces.table import (
     KEY_COLUMNS,
@@ -37,7 +38,7 @@ def test_shipped_tables_follow_the_schema(split):
     assert [(f.name, f.type) for f in table.schema] == [(f.name, f.type) for f in TRACE_SCHEMA]
     columns = table.to_pydict()
     assert set(columns["tier"]) == {"cheap", "medium", "expensive"}
-    assert set(columns["sample"]) == set(range(SAMPLES_PER_TASK))
+    assert set(columns["sample"]) == set(range(V0_SUITE.samples))
     assert set(columns["kind"]) == {"fresh", "repair"}
     for kind, repair_round in zip(columns["kind"], columns["repair_round"], strict=True):
         assert (kind == "fresh") == (repair_round == 0)

@@ -249,6 +249,7 @@ def test_bench_puts_a_trained_policy_in_the_same_table(tiny_run, tmp_path, capsy
             "1",
             "--resamples",
             "50",
+            *("--tune-episodes", "32", "--planner-episodes", "2000"),
             "--policy",
             str(result.out / "best.zip"),
             "--out",

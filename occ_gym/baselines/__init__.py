@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from occ_gym.baselines.base import BaselinePolicy, Policy
+from occ_gym.baselines.cascade import CascadeRule, ThresholdCascade, tune_cascade
 from occ_gym.baselines.fixed_tier import FixedTier
 from occ_gym.baselines.heuristic_occ import HeuristicOCC
 from occ_gym.baselines.hindsight_oracle import HindsightOracle
+from occ_gym.baselines.planner import ObservablePlanner, fit_planner
 from occ_gym.baselines.random_policy import RandomPolicy
 from occ_gym.baselines.verifier_guided import VerifierGuided
 
 __all__ = [
     "BaselinePolicy",
+    "CascadeRule",
     "FixedTier",
     "HeuristicOCC",
     "HindsightOracle",
+    "ObservablePlanner",
     "Policy",
     "RandomPolicy",
+    "ThresholdCascade",
     "VerifierGuided",
+    "fit_planner",
+    "tune_cascade",
 ]

@@ -60,10 +60,15 @@ class BaselinePolicy(ABC):
             masks = np.ones((len(batch), self.actions.size), dtype=bool)
         else:
             masks = np.asarray(action_masks, dtype=bool).reshape(len(batch), self.actions.size)
-        actions = np.array(
-            [self.act(o, m) for o, m in zip(batch, masks, strict=True)], dtype=np.int64
-        )
+        actions = self.act_batch(batch, masks)
         return (actions if obs.ndim == 2 else actions[0]), state
+
+    def act_batch(self, observations: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Actions for a batch ``(n, n_obs)`` with its masks; rules written in numpy override
+        this, the others inherit one ``act`` per row."""
+        return np.array(
+            [self.act(o, m) for o, m in zip(observations, masks, strict=True)], dtype=np.int64
+        )
 
     @abstractmethod
     def act(self, observation: np.ndarray, mask: np.ndarray) -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from occ_gym.bench.labels import ORACLE
+from occ_gym.bench.labels import ORACLE, PLANNER, TUNED_CASCADE
 from occ_gym.bench.stats import bootstrap_indices, bootstrap_interval
 from occ_gym.envs.code_env import occ_env
 
@@ -51,6 +51,7 @@ def compute_findings(
     evidence = Evidence(bench, results, rng)
     found = []
     for compute in (
+        planner_vs_tuned_cascade,
         learned_vs_best_rule,
         tier_tracks_difficulty,
         where_learned_saves_compute,
@@ -86,7 +87,7 @@ def learned_vs_best_rule(
     rules = [
         e.label
         for e in bench.entries
-        if e.headline and not e.learned and e.family not in (ORACLE, "RandomPolicy")
+        if e.headline and not e.learned and e.family not in (ORACLE, PLANNER, "RandomPolicy")
     ]
     if not learned or not rules:
         return None
@@ -113,6 +114,29 @@ def learned_vs_best_rule(
             }
         )
     return {"rule": best, "episodes": len(logs[best]["return"]), "comparisons": comparisons}
+
+
+def planner_vs_tuned_cascade(evidence: Evidence) -> dict[str, Any] | None:
+    """The allocation headroom: the planner's return against the tuned cascade's, paired, and
+    each learned policy's share of the planner's return."""
+    logs = evidence.bench.logs
+    if PLANNER not in logs or TUNED_CASCADE not in logs:
+        return None
+    delta = logs[PLANNER]["return"] - logs[TUNED_CASCADE]["return"]
+    interval = _ci(delta, evidence.rng)
+    planner_return = float(logs[PLANNER]["return"].mean())
+    return {
+        "planner_return": planner_return,
+        "cascade_return": float(logs[TUNED_CASCADE]["return"].mean()),
+        "delta": float(delta.mean()),
+        "ci": interval,
+        "verdict": _verdict(interval),
+        "episodes": len(delta),
+        "learned_share_of_planner": {
+            label: float(logs[label]["return"].mean()) / planner_return
+            for label in _learned(evidence.bench)
+        },
+    }
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -342,6 +366,29 @@ def _interval_text(interval: list[float], fmt: Callable[[float], str]) -> str:
     return f"95% CI {fmt(interval[0])} to {fmt(interval[1])}"
 
 
+def _render_planner_vs_tuned_cascade(f: dict[str, Any]) -> str:
+    verb = {
+        "higher": "beats",
+        "lower": "falls short of",
+        "indistinguishable": "cannot be told apart from",
+    }[f["verdict"]]
+    shares = "; ".join(
+        f"{label} reaches {share:.2f}x the planner's return"
+        for label, share in f["learned_share_of_planner"].items()
+    )
+    text = (
+        f"Allocation headroom: the planner (optimal for its discretised empirical model, so a "
+        f"lower bound on what the observation allows) {verb} the tuned cascade on return, "
+        f"{f['planner_return']:+.3f} against {f['cascade_return']:+.3f}, a difference of "
+        f"{f['delta']:+.3f} ({_interval_text(f['ci'], lambda v: f'{v:+.3f}')})"
+        + (f"; {shares}." if shares else ".")
+    )
+    test = (
+        f"*Test:* paired bootstrap of per-episode return differences over {f['episodes']} episodes."
+    )
+    return f"{text}\n{test}"
+
+
 def _render_learned_vs_best_rule(f: dict[str, Any]) -> str:
     lines = []
     for c in f["comparisons"]:
@@ -450,6 +497,7 @@ def _render_cost_cut_at_matched_quality(f: dict[str, Any]) -> str:
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "planner_vs_tuned_cascade": _render_planner_vs_tuned_cascade,
     "learned_vs_best_rule": _render_learned_vs_best_rule,
     "tier_tracks_difficulty": _render_tier_tracks_difficulty,
     "where_learned_saves_compute": _render_where_learned_saves_compute,

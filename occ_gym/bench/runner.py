@@ -28,7 +28,7 @@ from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPo
 from occ_gym.baselines.base import BaselinePolicy, Policy
 from occ_gym.bench import stats
 from occ_gym.bench.findings import compute_findings
-from occ_gym.bench.labels import ORACLE, REFERENCE, SHIPPED
+from occ_gym.bench.labels import ORACLE, PLANNER, REFERENCE, SHIPPED, TUNED_CASCADE
 from occ_gym.envs.code_env import occ_env
 from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
 from occ_gym.hashing import env_hash, file_digest, library_versions, stable_hash
@@ -46,7 +46,7 @@ ENTRY_METRICS = tuple(c for c in EPISODE_COLUMNS if c not in ("first_tier", "dif
 class BenchConfig:
     """One benchmark run."""
 
-    env_id: str = "OCC-Code-v0"
+    env_id: str = "OCC-Code-v1"
     split: str = "test"
     episodes: int = 1000
     """Problems per seed."""
@@ -57,9 +57,13 @@ class BenchConfig:
     """Trained policies (.zip or run folder) to add, each as its own family."""
     resamples: int = 1000
     """Bootstrap resamples behind every interval."""
+    tune_episodes: int = 2000
+    """Train-split episodes the tuned cascade's grid search plays per rule."""
+    planner_episodes: int = 1_000_000
+    """Train-split episodes the planner's empirical model is built from."""
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "seeds", "resamples"):
+        for name in ("episodes", "seeds", "resamples", "tune_episodes", "planner_episodes"):
             positive_int(name, getattr(self, name))
 
     @property
@@ -70,7 +74,8 @@ class BenchConfig:
     def command(self) -> str:
         return (
             f"occ-gym bench --env {self.env_id} --split {self.split} --episodes {self.episodes} "
-            f"--seeds {self.seeds} --seed {self.seed} --resamples {self.resamples}"
+            f"--seeds {self.seeds} --seed {self.seed} --resamples {self.resamples} "
+            f"--tune-episodes {self.tune_episodes} --planner-episodes {self.planner_episodes}"
         ) + "".join(f" --policy {path}" for path in self.policy_paths)
 
 
@@ -106,9 +111,12 @@ def baseline_suite(env: gym.Env, seed: int) -> list[BaselinePolicy]:
     ]
 
 
-def bench_entries(config: BenchConfig, env: gym.Env) -> list[Entry]:
-    """The rules over their knobs, the shipped policies over λ, the given policies, and the
-    hindsight oracle at every λ any entry plays at."""
+def bench_entries(
+    config: BenchConfig, env: gym.Env, fits: dict[str, dict[str, Any]] | None = None
+) -> list[Entry]:
+    """The rules over their knobs, the references fitted on the train split (the tuned
+    cascade, the planner; what fitting found goes into ``fits``), the shipped policies over
+    λ, the given policies, and the hindsight oracle at every λ any entry plays at."""
     from occ_gym.policies.learned import load_policy, shipped_policies
 
     inner = occ_env(env)
@@ -137,6 +145,9 @@ def bench_entries(config: BenchConfig, env: gym.Env) -> list[Entry]:
             Entry(name, "HeuristicOCC", "depth", depth, penalty, full, _heuristic(depth))
         )
     entries.append(Entry("RandomPolicy", "RandomPolicy", "", None, penalty, True, _random))
+    cascade, planner = _fitted(config, penalty, {} if fits is None else fits)
+    entries.append(Entry(TUNED_CASCADE, TUNED_CASCADE, "", None, penalty, True, cascade))
+    entries.append(Entry(PLANNER, PLANNER, "", None, penalty, True, planner))
     for trained_penalty, shipped in shipped_policies(config.env_id):
         default = trained_penalty == penalty
         label = SHIPPED if default else f"{SHIPPED[:-1]}, λ={trained_penalty:g})"
@@ -160,6 +171,38 @@ def bench_entries(config: BenchConfig, env: gym.Env) -> list[Entry]:
     if repeated:
         raise ValueError(f"two policies share the name(s) {repeated}: give each file its own name")
     return entries
+
+
+def _fitted(
+    config: BenchConfig, penalty: float, fits: dict[str, dict[str, Any]]
+) -> tuple[Callable[[gym.Env, int], Policy], Callable[[gym.Env, int], Policy]]:
+    """Builders of the tuned cascade and the planner, fitted once on the train split at λ
+    ``penalty`` when first built (their fits go into ``fits``)."""
+    from occ_gym.baselines.cascade import ThresholdCascade, tune_cascade
+    from occ_gym.baselines.planner import fit_planner
+
+    kwargs: dict[str, Any] = {"oracle": {"compute_penalty": penalty}}
+    made: dict[str, Policy] = {}
+
+    def cascade(env: gym.Env, seed: int) -> Policy:
+        if TUNED_CASCADE not in made:
+            fit = tune_cascade(config.env_id, episodes=config.tune_episodes, **kwargs)
+            fits[TUNED_CASCADE] = fit.as_dict()
+            made[TUNED_CASCADE] = ThresholdCascade(env, fit.rule, name=TUNED_CASCADE)
+        return made[TUNED_CASCADE]
+
+    def planner(env: gym.Env, seed: int) -> Policy:
+        if PLANNER not in made:
+            cascade(env, seed)
+            rule = made[TUNED_CASCADE].rule  # type: ignore[attr-defined]
+            policy, fit = fit_planner(
+                config.env_id, rule, episodes=config.planner_episodes, **kwargs
+            )
+            fits[PLANNER] = fit.as_dict()
+            made[PLANNER] = policy
+        return made[PLANNER]
+
+    return cascade, planner
 
 
 def _fixed(tier: str) -> Callable[[gym.Env, int], Policy]:
@@ -195,7 +238,9 @@ class Bench:
         self.env = self._env(None)
         self.penalty = occ_env(self.env).oracle.compute_penalty
         self.envs[self.penalty] = self.env
-        self.entries = bench_entries(config, self.env)
+        self.fits: dict[str, dict[str, Any]] = {}
+        """What fitting the references on the train split found (after ``play``)."""
+        self.entries = bench_entries(config, self.env, self.fits)
         self.logs: dict[str, dict[str, np.ndarray]] = {}
         """Per-episode columns of every entry, by label (after ``run``)."""
         self.columns: dict[str, dict[str, np.ndarray]] = {}
@@ -279,6 +324,7 @@ class Bench:
             "versions": library_versions(),
             "entries": entries,
             "curves": curves,
+            "fits": self.fits,
         }
         results["findings"] = compute_findings(self, results, rng)
         return results

@@ -21,6 +21,7 @@ from occ_gym.tasks import SyntheticTaskSource, make_task_source
 from occ_gym.tasks.base import Task, base_split, carve_split
 from occ_gym.tiers import make_tiers
 from occ_gym.tiers.base import ClosableTier, RecordedTier
+from occ_gym.tiers.suites import V0_SUITE
 from occ_gym.validation import build_dataclass, finite_number
 
 MAX_STEPS = 64
@@ -199,16 +200,21 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         recorded_split = base_split(split)
         self.tiers = make_tiers(tiers, tasks, recorded_split, mode, traces, simulation, models)
         first = self.tiers[0]
-        self.task_source = (
-            carve_split(SyntheticTaskSource(recorded_split, first.task_count), split)
-            if isinstance(first, RecordedTier)
-            else make_task_source(tasks, split)
-        )
+        answer_signals = False
+        if isinstance(first, RecordedTier):
+            # A nano suite's tiers say which tasks they recorded and what the observation shows.
+            suite = getattr(first, "suite", V0_SUITE)
+            self.task_source = carve_split(
+                SyntheticTaskSource(recorded_split, first.task_count, suite.tasks), split
+            )
+            answer_signals = suite.answer_signals
+        else:
+            self.task_source = make_task_source(tasks, split)
         self.oracle: ImpactOracle = build_dataclass(ImpactOracle, oracle or {}, "oracle")
         self.tier_names = tuple(tier.name for tier in self.tiers)
         self.action_layout = ActionLayout(self.tier_names)
         self.observation_layout = ObservationLayout(
-            self.task_source.feature_names, self.tier_names, self.max_steps
+            self.task_source.feature_names, self.tier_names, self.max_steps, answer_signals
         )
         self._mask = np.zeros(self.action_layout.size, dtype=bool)
         self.action_space = MaskedDiscrete(self._mask, len(self.tiers))
@@ -489,6 +495,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         ep.candidate = attempt
         ep.candidate_key = key
         ep.verdict = rules.UNVERIFIED
+        ep.agrees = False
         ep.tokens += attempt.tokens
         ep.wall_ms += attempt.wall_ms
         ep.tier_compute[key.tier] += attempt.cost
@@ -499,6 +506,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         passes = rules.passes_public(candidate.public_passed, candidate.public_total)
         ep.verdict = rules.verdict_after_verify(passes)
         ep.wall_ms += candidate.verify_ms
+        outputs = candidate.outputs_key
+        ep.agrees = rules.agrees(outputs, ep.verified_outputs)
+        ep.verified_outputs.append(outputs)
         if passes:
             ep.tier_public_passes[key.tier] += 1
         if rules.improves_best(candidate.public_passed, ep.best_public_passed):
@@ -607,6 +617,11 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             values[at["context_length"]] = rules.context_share(
                 key.repair_round, self._executor.max_repair_rounds
             )
+            if self.observation_layout.answer_signals:
+                values[at["candidate_confidence"]] = rules.confidence(candidate.logprob_mean)
+                values[at["candidate_min_confidence"]] = rules.confidence(candidate.logprob_min)
+                values[at["candidate_length"]] = rules.length_share(candidate.tokens_out)
+                values[at["candidate_agrees"]] = float(ep.agrees)
         best = ep.best
         if best is not None:
             values[at["best_public_fraction"]] = rules.fraction(
@@ -663,6 +678,10 @@ class Episode:
     """The verified candidate that passed the most public tests so far."""
     best_key: AttemptKey | None = None
     best_public_passed: int = rules.NO_BEST
+    verified_outputs: list[float] = field(default_factory=list)
+    """``Attempt.outputs_key`` of every candidate verified so far."""
+    agrees: bool = False
+    """Whether the current candidate, verified, agrees with an earlier verified one."""
 
     def __post_init__(self, num_tiers: int) -> None:
         self.tier_attempts = [0] * num_tiers

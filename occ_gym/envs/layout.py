@@ -82,6 +82,14 @@ class ActionLayout:
         return self.names[action]
 
 
+ANSWER_SIGNAL_FIELDS = (
+    ("candidate_confidence", 1, "exp(mean token log-prob) of the current candidate, its tier's"),
+    ("candidate_min_confidence", 1, "probability of the current candidate's least likely token"),
+    ("candidate_length", 1, "tokens the tier wrote for the current candidate / 96"),
+    ("candidate_agrees", 1, "1 if, verified, it returned what an earlier verified one did"),
+)
+"""What the tier says about its own answer (OCC-Code-v1 on): seen as the candidate is written,
+agreement once it ran on the public inputs (VERIFY). 0 where the tier reports nothing."""
 VERDICTS = ("unverified", "passed", "failed")
 """The current candidate's verification state, in the order of the ``candidate_verdict`` one-hot."""
 
@@ -101,11 +109,18 @@ class ObservationField:
 class ObservationLayout:
     """A flat float32 vector in [0, 1]; fields in this order (F prompt features, K tiers)."""
 
-    def __init__(self, feature_names: Sequence[str], tier_names: Sequence[str], max_steps: int):
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        tier_names: Sequence[str],
+        max_steps: int,
+        answer_signals: bool = False,
+    ):
         self.feature_names = tuple(feature_names)
         self.tier_names = tuple(tier_names)
         self.max_steps = max_steps
         self.max_repair_rounds = max_repair_rounds(max_steps)
+        self.answer_signals = answer_signals
         specs = [
             (
                 "prompt_features",
@@ -131,6 +146,7 @@ class ObservationLayout:
             ("error_kind", len(ErrorKind), "one-hot ErrorKind of the current candidate's VERIFY"),
             ("public_pass_fraction", 1, "public tests the current candidate passed (if verified)"),
             ("best_public_fraction", 1, "best public-test fraction of any verified candidate"),
+            *(ANSWER_SIGNAL_FIELDS if answer_signals else ()),
             ("context_length", 1, "repair round of the current candidate / max repair rounds"),
             ("cost_so_far", 1, "compute spent / the most an episode can spend"),
             ("budget_left", 1, "budget left / budget (1 when there is no budget)"),

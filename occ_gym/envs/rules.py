@@ -12,11 +12,14 @@ there is none.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from occ_gym.envs.layout import VERDICTS, ActionLayout
+from occ_gym.tiers.nano_card import MAX_NEW_TOKENS
 
 UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
 NO_BEST = -1
@@ -139,3 +142,23 @@ def cost_so_far(compute: Number, cost_scale: float) -> Number:
     scalar, which is several times faster there than ``np.minimum``)."""
     share = compute / cost_scale
     return np.minimum(1.0, share) if isinstance(share, np.ndarray) else min(1.0, share)
+
+
+def confidence(logprob: Number) -> Number:
+    """A log-probability as the observation's probability; 0 where none was reported (nan)."""
+    if isinstance(logprob, np.ndarray):
+        return np.exp(np.nan_to_num(logprob, nan=-np.inf))
+    return 0.0 if math.isnan(logprob) else math.exp(logprob)
+
+
+def length_share(tokens_out: Number) -> Number:
+    """The observation's ``candidate_length``: new tokens over the most a tier writes."""
+    share = tokens_out / MAX_NEW_TOKENS
+    return np.minimum(1.0, share) if isinstance(share, np.ndarray) else min(1.0, share)
+
+
+def agrees(outputs_key: float, earlier_keys: Sequence[float]) -> bool:
+    """A verified candidate agrees when an earlier verified one of the episode returned the same
+    public outputs (keys from ``Attempt.outputs_key``; 0, unknown, agrees with nothing). The
+    vector env spells it over arrays: ``(key != 0) & (earlier == key).any(axis=1)``."""
+    return outputs_key != 0.0 and outputs_key in earlier_keys

@@ -24,7 +24,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from occ_gym.attempt import OUTCOME_FIELDS
+from occ_gym.attempt import ANSWER_FIELDS, OUTCOME_FIELDS
 from occ_gym.envs import rules
 from occ_gym.envs.code_env import OCCCodeEnv
 from occ_gym.tiers.base import BatchedTier, RecordedTier
@@ -85,6 +85,11 @@ class OCCVectorEnv(VectorEnv):
         self.render_mode = None
         self.action_layout = template.action_layout
         self.observation_layout = template.observation_layout
+        self._fields = OUTCOME_FIELDS + (
+            ANSWER_FIELDS if self.observation_layout.answer_signals else ()
+        )
+        """The attempt numbers kept per sub-env: the outcome, and the answer-side signals
+        where the observation shows them."""
         self._build_tables(template)
         self._allocate()
 
@@ -138,9 +143,13 @@ class OCCVectorEnv(VectorEnv):
         self._tier_public_passes = np.zeros((n, k), dtype=np.int64)
         self._tier_compute = np.zeros((n, k))
         self._key = np.full((n, 3), -1, dtype=np.int64)  # candidate's tier, sample, round
-        self._candidate = {name: np.zeros(n) for name in OUTCOME_FIELDS}
+        self._candidate = {name: np.zeros(n) for name in self._fields}
         self._verdict = np.zeros(n, dtype=np.int64)
-        self._best = {name: np.zeros(n) for name in OUTCOME_FIELDS}
+        self._best = {name: np.zeros(n) for name in self._fields}
+        self._verified_outputs = np.zeros((n, self.horizon))
+        """``outputs_key`` of the candidates each episode verified (a step verifies at most one)."""
+        self._verified_count = np.zeros(n, dtype=np.int64)
+        self._agrees = np.zeros(n, dtype=bool)
         """The best verified candidate; ``public_passed`` is ``rules.NO_BEST`` while none is."""
         self._best_tier = np.zeros(n, dtype=np.int64)
         self._mask = np.zeros((n, layout.size), dtype=bool)
@@ -242,6 +251,8 @@ class OCCVectorEnv(VectorEnv):
         for counts in (self._tier_attempts, self._tier_public_passes, self._tier_compute):
             counts[envs] = 0
         self._key[envs] = -1
+        self._verified_count[envs] = 0
+        self._agrees[envs] = False
         self._best["public_passed"][envs] = rules.NO_BEST
         self._verdict[envs] = rules.UNVERIFIED
         self._update_masks()
@@ -250,7 +261,7 @@ class OCCVectorEnv(VectorEnv):
         self, envs: np.ndarray, tiers: np.ndarray, samples: np.ndarray, rounds: np.ndarray
     ) -> dict[str, np.ndarray]:
         """The fixed attempts ``(tier, sample, round)`` of the episodes of ``envs``."""
-        out = {name: np.zeros(len(envs)) for name in OUTCOME_FIELDS}
+        out = {name: np.zeros(len(envs)) for name in self._fields}
         for k, (batched, table) in enumerate(zip(self._batched, self._replay, strict=True)):
             rows = np.flatnonzero(tiers == k)
             if not len(rows):
@@ -272,8 +283,8 @@ class OCCVectorEnv(VectorEnv):
                 per_task = self._samples_per_task[k]
                 offset = rules.rotation_offset(self._draws[e, k, 0, 0, -1], per_task)
                 recorded = rules.rotated_sample(offset, sample, per_task)
-                found = {name: table[name][task, recorded, r] for name in OUTCOME_FIELDS}
-            for name in OUTCOME_FIELDS:
+                found = {name: table[name][task, recorded, r] for name in self._fields}
+            for name in self._fields:
                 out[name][rows] = found[name]
         return out
 
@@ -317,10 +328,11 @@ class OCCVectorEnv(VectorEnv):
         self._tier_compute[envs, tiers] += spent
         self._tokens[envs] += attempt["tokens"].astype(np.int64)
         self._wall_ms[envs] += attempt["wall_ms"]
-        for name in OUTCOME_FIELDS:
+        for name in self._fields:
             self._candidate[name][envs] = attempt[name]
         self._key[envs] = np.stack([tiers, samples, rounds], axis=1)
         self._verdict[envs] = rules.UNVERIFIED
+        self._agrees[envs] = False
 
     def _verify(self, envs: np.ndarray, cost: np.ndarray) -> None:
         candidate = self._candidate
@@ -329,10 +341,17 @@ class OCCVectorEnv(VectorEnv):
         cost[envs] = self.template.verifier_cost
         self._verdict[envs] = rules.verdict_after_verify(passes)
         self._wall_ms[envs] += candidate["verify_ms"][envs]
+        if self.observation_layout.answer_signals:
+            key = candidate["outputs_key"][envs]
+            count = self._verified_count[envs]
+            earlier = self._verified_outputs[envs] * (np.arange(self.horizon) < count[:, None])
+            self._agrees[envs] = (key != 0.0) & (earlier == key[:, None]).any(axis=1)
+            self._verified_outputs[envs, count] = key
+            self._verified_count[envs] += 1
         self._tier_public_passes[envs[passes], self._key[envs[passes], 0]] += 1
         better = envs[rules.improves_best(public, self._best["public_passed"][envs])]
         self._best_tier[better] = self._key[better, 0]
-        for name in OUTCOME_FIELDS:
+        for name in self._fields:
             self._best[name][better] = candidate[name][better]
 
     def _finish(
@@ -412,6 +431,15 @@ class OCCVectorEnv(VectorEnv):
             candidate["public_passed"][checked], candidate["public_total"][checked]
         )
         obs[has, s["context_length"].start] = rules.context_share(key[:, 2], self._max_round)
+        if self.observation_layout.answer_signals:
+            obs[has, s["candidate_confidence"].start] = rules.confidence(
+                candidate["logprob_mean"][has]
+            )
+            obs[has, s["candidate_min_confidence"].start] = rules.confidence(
+                candidate["logprob_min"][has]
+            )
+            obs[has, s["candidate_length"].start] = rules.length_share(candidate["tokens_out"][has])
+            obs[has, s["candidate_agrees"].start] = self._agrees[has]
         best = np.flatnonzero(self._best["public_passed"] != rules.NO_BEST)
         obs[best, s["best_public_fraction"].start] = rules.fraction(
             self._best["public_passed"][best], self._best["public_total"][best]
@@ -421,6 +449,14 @@ class OCCVectorEnv(VectorEnv):
         obs[:, s["budget_left"].start] = 1.0
         obs[:, s["steps_left"].start] = rules.steps_left(self._steps, max_steps)
         return obs.copy()
+
+
+def occ_vector_env(env: Any) -> OCCVectorEnv:
+    """The ``OCCVectorEnv`` under any vector wrappers, with a clear error for anything else."""
+    inner = env.unwrapped
+    if not isinstance(inner, OCCVectorEnv):
+        raise TypeError(f"expected occ-gym's native vector env, got {type(inner).__name__}")
+    return inner
 
 
 def _masked(key: str, value: Any, ended: np.ndarray) -> dict[str, Any]:

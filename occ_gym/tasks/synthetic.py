@@ -42,6 +42,29 @@ OPERATION_MIX = (0.25, 0.25, 0.25, 0.25)
 
 
 @dataclass(frozen=True)
+class TaskMix:
+    """Which tasks a benchmark version draws: their id prefix, difficulty mix, public inputs."""
+
+    prefix: str
+    """Task ids are ``<prefix>/<split>/<index>``."""
+    operation_mix: tuple[float, ...]
+    """Share of tasks with 1 .. ``MAX_OPERATIONS`` operations."""
+    public_kind: str
+    """How public examples are drawn: ``random`` (as hidden random inputs) or ``plain``
+    (short, positive, no repeated values: edge cases stay hidden, so a public pass can lie)."""
+    stream: tuple[int, ...] = ()
+    """Appended to the random stream's key, so each mix draws its own problems."""
+
+
+V0_TASKS = TaskMix("synthetic", OPERATION_MIX, "random")
+"""OCC-Code-v0: 1 to 4 operations, public examples drawn like the hidden random ones."""
+V1_TASKS = TaskMix("synthetic-v1", (0.0, 0.4, 0.35, 0.25), "plain", (1,))
+"""OCC-Code-v1: 2 to 4 operations (1-operation programs are too few to fill a split), plain
+public examples, edge cases only among the hidden tests."""
+TASK_MIXES = {mix.prefix: mix for mix in (V0_TASKS, V1_TASKS)}
+
+
+@dataclass(frozen=True)
 class Operation:
     """One step of a pipeline: its code line, its meaning, and the ways to say it."""
 
@@ -416,9 +439,11 @@ def describe(steps: tuple[Step, ...]) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-def _draw_steps(rng: np.random.Generator) -> tuple[str, tuple[Step, ...]]:
+def _draw_steps(
+    rng: np.random.Generator, operation_mix: tuple[float, ...] = OPERATION_MIX
+) -> tuple[str, tuple[Step, ...]]:
     domain = "ints" if rng.random() < 0.75 else "str"
-    count = int(rng.choice(np.arange(1, MAX_OPERATIONS + 1), p=OPERATION_MIX))
+    count = int(rng.choice(np.arange(1, MAX_OPERATIONS + 1), p=operation_mix))
     transforms = [op for op in OPERATIONS if op.domain == domain and op.returns == domain]
     reducers = [op for op in OPERATIONS if op.domain == domain and op.returns == "int"]
     chosen: list[Operation] = []
@@ -439,7 +464,15 @@ def _draw_steps(rng: np.random.Generator) -> tuple[str, tuple[Step, ...]]:
 
 
 def _draw_input(rng: np.random.Generator, domain: str, kind: str) -> Any:
-    """One input: ``random`` or an edge case (``empty``, ``negatives``, ``duplicates``, ``one``)."""
+    """One input: ``random``, ``plain`` (no edge case in it) or an edge case (``empty``,
+    ``negatives``, ``duplicates``, ``one``)."""
+    if kind == "plain":
+        if domain == "ints":
+            size = int(rng.integers(3, 7))
+            return [int(v) for v in rng.choice(np.arange(1, 10), size=size, replace=False)]
+        size = int(rng.integers(4, 9))
+        letters = rng.choice(list(_LETTERS.strip()), size=size, replace=False)
+        return "".join(str(letter) for letter in letters)
     if domain == "ints":
         if kind == "empty":
             return []
@@ -464,6 +497,23 @@ def _draw_input(rng: np.random.Generator, domain: str, kind: str) -> Any:
     return text or "a"
 
 
+def _draw_public_inputs(
+    rng: np.random.Generator, domain: str, steps: tuple[Step, ...], kind: str
+) -> list[Any]:
+    """The public examples' inputs; plain ones are redrawn (a few times at most) until their
+    outputs differ and none is empty, so the examples say something about the program."""
+    for _ in range(PLAIN_REDRAWS):
+        inputs = [_draw_input(rng, domain, kind) for _ in range(PUBLIC_TESTS)]
+        outputs = [run_program(steps, x) for x in inputs]
+        informative = len({repr(o) for o in outputs}) == len(outputs) and all(
+            o != [] and o != "" for o in outputs
+        )
+        if kind != "plain" or informative:
+            break
+    return inputs
+
+
+PLAIN_REDRAWS = 20
 HIDDEN_KINDS = ("empty", "one", "negatives", "duplicates") + ("random",) * (HIDDEN_TESTS - 4)
 
 
@@ -471,8 +521,9 @@ def _format_call(argument: Any, output: Any) -> str:
     return f"# {ENTRY_POINT}({argument!r}) == {output!r}\n"
 
 
-def make_problem(split: str, index: int) -> SyntheticProblem:
-    """Problem ``index`` of ``split``: deterministic, drawn until its program lands in ``split``.
+def make_problem(split: str, index: int, mix: TaskMix = V0_TASKS) -> SyntheticProblem:
+    """Problem ``index`` of ``split`` in ``mix``: deterministic, drawn until its program lands
+    in ``split``.
 
     Programs whose outputs barely vary over the tests (fewer than 3 distinct) are redrawn, so
     no task is solved by a constant.
@@ -481,12 +532,12 @@ def make_problem(split: str, index: int) -> SyntheticProblem:
         raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
     if index < 0:
         raise IndexError(f"problem index must be >= 0, got {index}")
-    rng = np.random.default_rng([SYNTHETIC_SEED, SPLITS.index(split), index])
+    rng = np.random.default_rng([SYNTHETIC_SEED, SPLITS.index(split), index, *mix.stream])
     while True:
-        domain, steps = _draw_steps(rng)
+        domain, steps = _draw_steps(rng, mix.operation_mix)
         if split_of(domain, steps) != split:
             continue
-        public_inputs = [_draw_input(rng, domain, "random") for _ in range(PUBLIC_TESTS)]
+        public_inputs = _draw_public_inputs(rng, domain, steps, mix.public_kind)
         hidden_inputs = [_draw_input(rng, domain, kind) for kind in HIDDEN_KINDS]
         public = tuple(TestCase((x,), run_program(steps, x)) for x in public_inputs)
         hidden = tuple(TestCase((x,), run_program(steps, x)) for x in hidden_inputs)
@@ -502,7 +553,7 @@ def make_problem(split: str, index: int) -> SyntheticProblem:
         + f"def {ENTRY_POINT}({parameter}: {annotation}) -> {result}:\n"
     )
     return SyntheticProblem(
-        task_id=f"synthetic/{split}/{index}",
+        task_id=f"{mix.prefix}/{split}/{index}",
         domain=domain,
         steps=steps,
         description=description,
@@ -519,7 +570,7 @@ class SyntheticTaskSource:
     SPLITS: ClassVar[dict[str, int]] = {"train": 5_000, "test": 1_000}
     feature_names: tuple[str, ...] = ("prompt_length", "clauses", "constants", "text_domain")
 
-    def __init__(self, split: str = "train", size: int | None = None):
+    def __init__(self, split: str = "train", size: int | None = None, mix: TaskMix = V0_TASKS):
         if split not in self.SPLITS:
             raise ValueError(
                 f"unknown split {split!r}; expected one of {sorted([*self.SPLITS, *CARVED_SPLITS])}"
@@ -528,6 +579,7 @@ class SyntheticTaskSource:
             raise ValueError(f"size must be >= 1, got {size}")
         self.split = split
         self.size = size or self.SPLITS[split]
+        self.mix = mix
 
     def __len__(self) -> int:
         return self.size
@@ -535,7 +587,7 @@ class SyntheticTaskSource:
     def problem(self, index: int) -> SyntheticProblem:
         if not 0 <= index < self.size:
             raise IndexError(f"task index {index} out of range for {self.size} tasks")
-        return _cached_problem(self.split, index)
+        return _cached_problem(self.split, index, self.mix.prefix)
 
     def task(self, index: int) -> Task:
         problem = self.problem(index)
@@ -550,8 +602,8 @@ class SyntheticTaskSource:
 
 
 @lru_cache(maxsize=1 << 16)
-def _cached_problem(split: str, index: int) -> SyntheticProblem:
-    return make_problem(split, index)
+def _cached_problem(split: str, index: int, prefix: str = V0_TASKS.prefix) -> SyntheticProblem:
+    return make_problem(split, index, TASK_MIXES[prefix])
 
 
 def prompt_features(prompt: str) -> np.ndarray:
@@ -569,8 +621,8 @@ def prompt_features(prompt: str) -> np.ndarray:
 
 
 def problem_for(task_id: str) -> SyntheticProblem:
-    """The problem behind a ``synthetic/<split>/<index>`` task id."""
+    """The problem behind a ``<prefix>/<split>/<index>`` task id of any ``TaskMix``."""
     prefix, split, index = ([*task_id.split("/"), "", "", ""])[:3]
-    if prefix != "synthetic" or split not in SPLITS or not index.isdigit():
+    if prefix not in TASK_MIXES or split not in SPLITS or not index.isdigit():
         raise ValueError(f"not a synthetic task id: {task_id!r}")
-    return _cached_problem(split, int(index))
+    return _cached_problem(split, int(index), prefix)

@@ -13,6 +13,7 @@ from occ_gym.tiers.simulated import (
     SimulationConfig,
     make_simulated_tiers,
 )
+from occ_gym.tiers.suites import SUITES
 
 
 def make_tiers(
@@ -24,17 +25,20 @@ def make_tiers(
     simulation: Mapping[str, Any] | None = None,
     models: str | None = None,
 ) -> list[Tier]:
-    """The env's tiers from its kwargs: simulated ones, or the trained nano models."""
-    if isinstance(tiers, str) and tiers == "nano":
-        if tasks != "synthetic":
-            raise ValueError(f"nano tiers write code for tasks='synthetic', not {tasks!r}")
+    """The env's tiers from its kwargs: simulated ones, or a suite of trained nano models."""
+    if isinstance(tiers, str) and tiers in SUITES:
+        suite = SUITES[tiers]
+        if tasks != suite.tasks.prefix:
+            raise ValueError(
+                f"tiers={tiers!r} write code for tasks={suite.tasks.prefix!r}, not {tasks!r}"
+            )
         if simulation is not None:
-            raise ValueError("simulation overrides apply to simulated tiers, not to tiers='nano'")
+            raise ValueError(f"simulation overrides apply to simulated tiers, not tiers={tiers!r}")
         from occ_gym.tiers.nano_tier import make_nano_tiers
 
-        return list(make_nano_tiers(split, mode, traces, models))
+        return list(make_nano_tiers(split, mode, traces, models, suite))
     if mode != "replay" or traces is not None or models is not None:
-        raise ValueError("mode, traces and models apply to tiers='nano' only")
+        raise ValueError(f"mode, traces and models apply to nano tiers ({sorted(SUITES)}) only")
     return list(make_simulated_tiers(tiers, simulation))
 
 

@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -130,8 +131,9 @@ class NanoCodeGen(nn.Module):
         rounds: Sequence[int],
         uniforms: np.ndarray,
         temperature: float,
-    ) -> list[list[int]]:
-        """Sample one continuation per context, up to ``<eos>`` or ``uniforms.shape[1]`` tokens.
+    ) -> list[tuple[list[int], list[float]]]:
+        """Sample one continuation per context, up to ``<eos>`` or ``uniforms.shape[1]`` tokens,
+        with each written token's log-probability under the model (at temperature 1).
 
         ``uniforms[i, t]`` in [0, 1) picks token ``t`` of row ``i`` by inverting the sampling
         distribution's CDF, so a row's output depends on its own numbers, not on the batch it
@@ -163,11 +165,15 @@ class NanoCodeGen(nn.Module):
             caches.append(cache)
         logits = self.head(self.ln_final(x[:, -1]))
         outputs: list[list[int]] = [[] for _ in range(batch)]
+        scores: list[list[float]] = [[] for _ in range(batch)]
         finished = np.zeros(batch, dtype=bool)
         for step in range(budget):
             next_tokens = _pick(logits, uniforms[:, step], temperature)
+            logprobs = torch.log_softmax(logits.double(), dim=-1)
+            chosen = logprobs[torch.arange(batch), torch.tensor(next_tokens)].tolist()
             for row in np.flatnonzero(~finished).tolist():
                 outputs[row].append(int(next_tokens[row]))
+                scores[row].append(chosen[row])
                 finished[row] = next_tokens[row] == EOS
             if finished.all() or step == budget - 1:
                 break
@@ -181,7 +187,10 @@ class NanoCodeGen(nn.Module):
             for index, block in enumerate(self.blocks):
                 x, caches[index] = block(x, step_mask, caches[index])
             logits = self.head(self.ln_final(x[:, -1]))
-        return [row[:-1] if row and row[-1] == EOS else row for row in outputs]
+        return [
+            (row[:-1] if row and row[-1] == EOS else row, score)
+            for row, score in zip(outputs, scores, strict=True)
+        ]
 
 
 def _pick(logits: torch.Tensor, uniforms: np.ndarray, temperature: float) -> list[int]:
@@ -266,7 +275,19 @@ class NanoModel:
 
         ``seeds=None`` writes greedily; otherwise row ``i`` samples with ``seeds[i]`` alone.
         """
-        results: list[tuple[str, int]] = []
+        written = self.write_scored(contexts, rounds, seeds, temperature, batch_size)
+        return [(w.body, w.new_tokens) for w in written]
+
+    def write_scored(
+        self,
+        contexts: Sequence[list[int]],
+        rounds: Sequence[int],
+        seeds: Sequence[int] | None,
+        temperature: float = TEMPERATURE,
+        batch_size: int = 64,
+    ) -> list[Written]:
+        """``write`` with each body's token log-probabilities summarised (``Written``)."""
+        results: list[Written] = []
         for start in range(0, len(contexts), batch_size):
             chunk = slice(start, start + batch_size)
             rows = len(contexts[chunk])
@@ -279,9 +300,25 @@ class NanoModel:
                 heat = temperature
             outputs = self.network.generate(contexts[chunk], rounds[chunk], uniforms, heat)
             results.extend(
-                (self.tokenizer.decode(ids), min(len(ids) + 1, MAX_NEW_TOKENS)) for ids in outputs
+                Written(
+                    self.tokenizer.decode(ids),
+                    min(len(ids) + 1, MAX_NEW_TOKENS),
+                    float(np.mean(scores)),
+                    float(np.min(scores)),
+                )
+                for ids, scores in outputs
             )
         return results
+
+
+class Written(NamedTuple):
+    """A written body, its new tokens (``<eos>`` included) and their log-probabilities under
+    the model at temperature 1: the mean and the least likely token's."""
+
+    body: str
+    new_tokens: int
+    logprob_mean: float
+    logprob_min: float
 
 
 __all__ = [
@@ -305,6 +342,7 @@ __all__ = [
     "NanoCodeGen",
     "NanoConfig",
     "NanoModel",
+    "Written",
     "attempt_flops",
     "attempt_seed",
     "load_model",

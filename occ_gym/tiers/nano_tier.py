@@ -15,19 +15,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from occ_gym.attempt import OUTCOME_FIELDS, Attempt
-from occ_gym.resources import MODELS_DIR, TRACES_DIR
+from occ_gym.attempt import ANSWER_FIELDS, OUTCOME_FIELDS, Attempt
+from occ_gym.resources import MODELS_DIR
 from occ_gym.tasks.base import CARVED_SPLITS, Task
 from occ_gym.tasks.synthetic import SyntheticProblem, problem_for
 from occ_gym.tiers.nano_card import (
     BODY_ESTIMATE_TOKENS,
     REPAIR_ESTIMATE_TOKENS,
-    TIER_NAMES,
+    TEMPERATURE,
     attempt_flops,
     attempt_seed,
     read_card,
     repair_context,
 )
+from occ_gym.tiers.suites import V0_SUITE, NanoSuite
 from occ_gym.traces.table import (
     FLOPS_PER_COST_UNIT,
     TraceError,
@@ -38,11 +39,8 @@ from occ_gym.traces.table import (
 from occ_gym.verifier import Verifier
 
 if TYPE_CHECKING:
-    from occ_gym.tiers.nano import NanoModel
+    from occ_gym.tiers.nano import NanoModel, Written
 
-SAMPLES_PER_TASK = 4
-"""Fresh samples recorded per task and tier; the env rotates through them."""
-RECORDED_REPAIR_ROUNDS = 3
 WRITE_BATCH = 64
 
 
@@ -60,7 +58,10 @@ class AttemptRequest:
 
 
 def run_attempts(
-    model: NanoModel, requests: Sequence[AttemptRequest], verifier: Verifier
+    model: NanoModel,
+    requests: Sequence[AttemptRequest],
+    verifier: Verifier,
+    temperature: float = TEMPERATURE,
 ) -> list[TraceRow]:
     """Write every request's body in batches, verify it on public and hidden tests, make rows."""
     tokenizer = model.tokenizer
@@ -77,21 +78,21 @@ def run_attempts(
     seeds = [
         attempt_seed(r.problem.task_id, model.name, r.sample, r.repair_round) for r in requests
     ]
-    bodies: list[tuple[str, int]] = []
+    bodies: list[Written] = []
     walls: list[float] = []
     public, hidden = [], []
     # Batch by batch, so the sandbox verifies one batch while the model writes the next.
     for start in range(0, len(requests), WRITE_BATCH):
         batch = slice(start, start + WRITE_BATCH)
         started = time.perf_counter()
-        written = model.write(contexts[batch], rounds[batch], seeds[batch])
+        written = model.write_scored(contexts[batch], rounds[batch], seeds[batch], temperature)
         walls += [1000 * (time.perf_counter() - started) / len(written)] * len(written)
-        for request, (body, _) in zip(requests[batch], written, strict=True):
-            public.append(verifier.submit(request.problem.candidate(body)))
-            hidden.append(verifier.submit(request.problem.candidate(body, hidden=True)))
+        for request, attempt in zip(requests[batch], written, strict=True):
+            public.append(verifier.submit(request.problem.candidate(attempt.body)))
+            hidden.append(verifier.submit(request.problem.candidate(attempt.body, hidden=True)))
         bodies += written
     rows = []
-    for request, context, (body, new_tokens), wall_ms, public_future, hidden_future in zip(
+    for request, context, attempt, wall_ms, public_future, hidden_future in zip(
         requests, contexts, bodies, walls, public, hidden, strict=True
     ):
         verdict, hidden_verdict = public_future.result(), hidden_future.result()
@@ -103,11 +104,11 @@ def run_attempts(
                 sample=request.sample,
                 repair_round=request.repair_round,
                 context_tokens=len(context),
-                new_tokens=new_tokens,
-                flops=model.flops(len(context), new_tokens),
+                new_tokens=attempt.new_tokens,
+                flops=model.flops(len(context), attempt.new_tokens),
                 wall_ms=wall_ms,
                 verify_ms=1000 * verdict.wall_s,
-                code=body,
+                code=attempt.body,
                 public_passed=verdict.tests_passed,
                 public_total=verdict.tests_total,
                 hidden_passed=hidden_verdict.tests_passed,
@@ -117,6 +118,9 @@ def run_attempts(
                 failure_root="" if verdict.passed else verdict.failure_root.value,
                 error_kind=verdict.error_kind.name.lower(),
                 feedback=verdict.feedback(),
+                logprob_mean=attempt.logprob_mean,
+                logprob_min=attempt.logprob_min,
+                public_outputs=verdict.outputs_digest(),
             )
         )
     return rows
@@ -169,9 +173,11 @@ class NanoTier:
         task_count: int,
         live: LiveBackend | None = None,
         models_dir: Path = MODELS_DIR,
+        suite: NanoSuite = V0_SUITE,
     ):
         self.name = name
-        self.samples_per_task = SAMPLES_PER_TASK if live else traces.samples(name)
+        self.suite = suite
+        self.samples_per_task = suite.samples if live else traces.samples(name)
         self.recorded_repair_rounds = None if live else traces.repair_rounds()
         self.task_count = task_count
         self.traces = traces
@@ -207,7 +213,8 @@ class NanoTier:
             )
         history = tuple(self.row(task_id, sample, r) for r in range(repair_round))
         request = AttemptRequest(problem_for(task_id), sample, history)
-        (written,) = run_attempts(self.live.model(self.name), [request], self.live.verifier)
+        model = self.live.model(self.name)
+        (written,) = run_attempts(model, [request], self.live.verifier, self.suite.temperature)
         self._written[key] = written
         return written
 
@@ -226,11 +233,13 @@ class NanoTier:
         return attempt
 
     def outcome_table(self, task_ids: list[str], rounds: int) -> dict[str, np.ndarray]:
-        """Every recorded attempt of the given tasks as arrays ``(task, sample, round)``, the
-        fields of ``Attempt`` the vector env reads; nan where the table has no row (the repair
-        of a candidate that passed its public tests, which no episode can ask for)."""
+        """Every recorded attempt of the given tasks as arrays ``(task, sample, round)``: the
+        fields of ``Attempt`` the vector env reads (``OUTCOME_FIELDS``, ``ANSWER_FIELDS``); nan
+        where the table has no row (the repair of a candidate that passed its public tests,
+        which no episode can ask for)."""
         shape = (len(task_ids), self.samples_per_task, rounds)
-        table = {name: np.full(shape, np.nan) for name in OUTCOME_FIELDS}
+        fields = (*OUTCOME_FIELDS, *ANSWER_FIELDS)
+        table = {name: np.full(shape, np.nan) for name in fields}
         for t, task_id in enumerate(task_ids):
             for sample in range(self.samples_per_task):
                 for r in range(rounds):
@@ -238,7 +247,7 @@ class NanoTier:
                     if row is None:
                         continue
                     attempt = row.attempt()
-                    for name in OUTCOME_FIELDS:
+                    for name in fields:
                         table[name][t, sample, r] = getattr(attempt, name)
         return table
 
@@ -247,8 +256,8 @@ class NanoTier:
             self.live.close()
 
 
-def traces_path(split: str) -> Path:
-    return TRACES_DIR / f"{split}.parquet"
+def traces_path(split: str, suite: NanoSuite = V0_SUITE) -> Path:
+    return suite.traces_path(split)
 
 
 def make_nano_tiers(
@@ -256,8 +265,9 @@ def make_nano_tiers(
     mode: str = "replay",
     traces: str | Path | None = None,
     models: str | Path | None = None,
+    suite: NanoSuite = V0_SUITE,
 ) -> list[NanoTier]:
-    """The three nano tiers, cheapest first, over the trace table of ``split``; ``models`` is
+    """The suite's nano tiers, cheapest first, over the trace table of ``split``; ``models`` is
     a folder of ``<tier>.json`` cards and ``<tier>.safetensors`` weights (the shipped ones by
     default). Live mode loads every model here, so a damaged file fails at ``gym.make``."""
     if mode not in ("replay", "live"):
@@ -265,36 +275,36 @@ def make_nano_tiers(
     models_dir = MODELS_DIR if models is None else Path(models)
     if not models_dir.is_dir():
         raise ValueError(f"models folder {models_dir} not found")
-    if traces is None and not traces_path(split).is_file():
-        shipped = sorted(path.stem for path in TRACES_DIR.glob("*.parquet"))
+    if traces is None and not traces_path(split, suite).is_file():
+        shipped = sorted(path.stem for path in traces_path(split, suite).parent.glob("*.parquet"))
         raise ValueError(
             f"no shipped trace table for split {split!r}: the shipped splits are {shipped}, "
             f"and {sorted(CARVED_SPLITS)} carved from train (or pass traces=PATH to replay a "
             "table of your own)"
         )
-    table = TraceTable.read(Path(traces) if traces is not None else traces_path(split))
-    task_count = recorded_task_count(table, split)
+    table = TraceTable.read(Path(traces) if traces is not None else traces_path(split, suite))
+    task_count = recorded_task_count(table, split, suite)
     if mode == "replay":
-        check_replayable(table)
+        check_replayable(table, suite)
     live = LiveBackend(models_dir) if mode == "live" else None
-    tiers = [NanoTier(name, table, task_count, live, models_dir) for name in TIER_NAMES]
+    tiers = [NanoTier(name, table, task_count, live, models_dir, suite) for name in suite.tiers]
     if live is not None:
-        for name in TIER_NAMES:
+        for name in suite.tiers:
             live.model(name)  # CheckpointError naming the file, now rather than mid-episode
     return tiers
 
 
-def check_replayable(table: TraceTable) -> None:
+def check_replayable(table: TraceTable, suite: NanoSuite = V0_SUITE) -> None:
     """Refuse a table that cannot serve every episode in replay mode, naming what it lacks."""
-    unknown = sorted(set(table.tiers()) - set(TIER_NAMES))
-    absent = [name for name in TIER_NAMES if name not in table.tiers()]
+    unknown = sorted(set(table.tiers()) - set(suite.tiers))
+    absent = [name for name in suite.tiers if name not in table.tiers()]
     if unknown or absent:
         raise TraceError(
-            f"{table.source}: tiers {table.tiers()}, expected {list(TIER_NAMES)} "
+            f"{table.source}: tiers {table.tiers()}, expected {list(suite.tiers)} "
             f"(unknown {unknown}, missing {absent})"
         )
     rounds = table.repair_rounds()
-    for name in TIER_NAMES:
+    for name in suite.tiers:
         samples = table.samples(name)
         gaps = coverage_gaps(table, [name], samples, rounds)
         if gaps:
@@ -305,13 +315,14 @@ def check_replayable(table: TraceTable) -> None:
             )
 
 
-def recorded_task_count(table: TraceTable, split: str) -> int:
-    """n when the table covers tasks ``synthetic/<split>/0 .. n-1``, else ``TraceError``."""
+def recorded_task_count(table: TraceTable, split: str, suite: NanoSuite = V0_SUITE) -> int:
+    """n when the table covers tasks ``<prefix>/<split>/0 .. n-1``, else ``TraceError``."""
     task_ids = table.task_ids()
-    expected = [f"synthetic/{split}/{i}" for i in range(len(task_ids))]
+    prefix = suite.tasks.prefix
+    expected = [f"{prefix}/{split}/{i}" for i in range(len(task_ids))]
     if not task_ids or sorted(task_ids) != sorted(expected):
         raise TraceError(
-            f"{table.source}: expected tasks synthetic/{split}/0..{len(task_ids) - 1}, "
+            f"{table.source}: expected tasks {prefix}/{split}/0..{len(task_ids) - 1}, "
             f"found {task_ids[:3]}... ({len(task_ids)} tasks)"
         )
     return len(task_ids)

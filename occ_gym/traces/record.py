@@ -20,27 +20,25 @@ from pathlib import Path
 import pyarrow as pa
 
 from occ_gym.tasks.synthetic import SyntheticProblem, make_problem
-from occ_gym.tiers.nano import TEMPERATURE, TIER_NAMES, NanoModel
-from occ_gym.tiers.nano_tier import (
-    RECORDED_REPAIR_ROUNDS,
-    SAMPLES_PER_TASK,
-    AttemptRequest,
-    run_attempts,
-)
+from occ_gym.tiers.nano import NanoModel
+from occ_gym.tiers.nano_tier import AttemptRequest, run_attempts
+from occ_gym.tiers.suites import V0_SUITE, NanoSuite, suite_named
 from occ_gym.traces.table import TraceRow, read_table, rows_to_table, write_table
 from occ_gym.verifier import Verifier
 
 
 @dataclass(frozen=True)
 class RecordPlan:
-    """What to record: which tasks, tiers, samples and repair depth."""
+    """What to record: which suite (tasks, temperature), tiers, samples and repair depth.
+    ``RecordPlan.of(suite, ...)`` takes the suite's tiers, samples and repair depth."""
 
     split: str
     tasks: int
-    tiers: tuple[str, ...] = TIER_NAMES
-    samples: int = SAMPLES_PER_TASK
-    repair_rounds: int = RECORDED_REPAIR_ROUNDS
+    tiers: tuple[str, ...] = V0_SUITE.tiers
+    samples: int = V0_SUITE.samples
+    repair_rounds: int = V0_SUITE.repair_rounds
     chunk_size: int = 50
+    suite: str = V0_SUITE.name
 
     def __post_init__(self) -> None:
         for name in ("tasks", "samples", "chunk_size"):
@@ -48,9 +46,37 @@ class RecordPlan:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.repair_rounds < 0:
             raise ValueError(f"repair_rounds must be >= 0, got {self.repair_rounds}")
-        unknown = set(self.tiers) - set(TIER_NAMES)
+        known = suite_named(self.suite).tiers
+        unknown = set(self.tiers) - set(known)
         if unknown:
-            raise ValueError(f"unknown tiers {sorted(unknown)}; expected some of {TIER_NAMES}")
+            raise ValueError(
+                f"unknown tiers {sorted(unknown)}; suite {self.suite!r} has {list(known)}"
+            )
+
+    @classmethod
+    def of(
+        cls,
+        suite: str,
+        split: str,
+        tasks: int,
+        samples: int | None = None,
+        repair_rounds: int | None = None,
+        chunk_size: int = 50,
+    ) -> RecordPlan:
+        spec = suite_named(suite)
+        return cls(
+            split,
+            tasks,
+            spec.tiers,
+            spec.samples if samples is None else samples,
+            spec.repair_rounds if repair_rounds is None else repair_rounds,
+            chunk_size,
+            suite,
+        )
+
+    @property
+    def spec(self) -> NanoSuite:
+        return suite_named(self.suite)
 
     @property
     def chunks(self) -> int:
@@ -74,7 +100,7 @@ def record_chunk(
                 AttemptRequest(problem, sample, history)
                 for (_, sample), (problem, history) in chains.items()
             ]
-            written = run_attempts(model, requests, verifier)
+            written = run_attempts(model, requests, verifier, plan.spec.temperature)
             rows.extend(written)
             chains = {
                 (row.task_id, row.sample): (request.problem, (*request.history, row))
@@ -121,7 +147,7 @@ def record(
             if not part.exists():
                 first = chunk * plan.chunk_size
                 problems = [
-                    make_problem(plan.split, i)
+                    make_problem(plan.split, i, plan.spec.tasks)
                     for i in range(first, min(first + plan.chunk_size, plan.tasks))
                 ]
                 write_table(rows_to_table(record_chunk(problems, models, plan, verifier)), part)
@@ -133,7 +159,8 @@ def record(
     tables = [read_table(parts / f"part-{c:05d}.parquet") for c in range(plan.chunks)]
     metadata = {
         "occ_gym.plan": json.dumps(_plan_json(plan)),
-        "occ_gym.temperature": str(TEMPERATURE),
+        "occ_gym.temperature": str(plan.spec.temperature),
+        "occ_gym.suite": plan.suite,
         "occ_gym.models_sha256": json.dumps(identity["models_sha256"]),
     }
     merged = pa.concat_tables(tables).replace_schema_metadata(

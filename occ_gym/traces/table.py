@@ -28,6 +28,14 @@ reads attempts from it, live mode generates the ones it lacks.
 | failure_root      | string  | root category of the public failure ("" when it passed)          |
 | error_kind        | string  | the ``ErrorKind`` VERIFY reports, lower case                     |
 | feedback          | string  | the verifier's feedback on the public tests (REPAIR's input)     |
+| logprob_mean      | float32 | mean log-probability of the written tokens under the tier (nan:  |
+|                   |         | the tier reports none)                                           |
+| logprob_min       | float32 | log-probability of the least likely written token (nan: none)    |
+| public_outputs    | string  | digest of what the candidate returned on the public inputs ("" |
+|                   |         | when a test did not return): equal digests = agreeing candidates |
+
+Version 2 tables (no answer-side columns) still read: the three columns come back as nan, nan
+and "", which is what "not recorded" means.
 """
 
 from __future__ import annotations
@@ -41,8 +49,10 @@ import pyarrow.parquet as pq
 
 from occ_gym.attempt import Attempt, ErrorKind
 
-TRACE_VERSION = "2"
-"""2 added ``verify_ms``."""
+TRACE_VERSION = "3"
+"""2 added ``verify_ms``; 3 the answer-side signals (``logprob_mean``, ``logprob_min``,
+``public_outputs``)."""
+READABLE_VERSIONS = ("2", TRACE_VERSION)
 TRACE_SCHEMA = pa.schema(
     [
         ("task_id", pa.string()),
@@ -65,8 +75,13 @@ TRACE_SCHEMA = pa.schema(
         ("failure_root", pa.string()),
         ("error_kind", pa.string()),
         ("feedback", pa.string()),
+        ("logprob_mean", pa.float32()),
+        ("logprob_min", pa.float32()),
+        ("public_outputs", pa.string()),
     ]
 )
+ANSWER_SIGNAL_COLUMNS = ("logprob_mean", "logprob_min", "public_outputs")
+"""What version 3 added; a version 2 table reads with them as "not recorded"."""
 KEY_COLUMNS = ("task_id", "tier", "sample", "repair_round")
 KINDS = {"fresh", "repair"}
 FLOPS_PER_COST_UNIT = 1e6
@@ -101,6 +116,9 @@ class TraceRow:
     failure_root: str
     error_kind: str
     feedback: str
+    logprob_mean: float = float("nan")
+    logprob_min: float = float("nan")
+    public_outputs: str = ""
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -123,6 +141,9 @@ class TraceRow:
             feedback=self.feedback,
             verify_ms=self.verify_ms,
             wall_ms=self.wall_ms,
+            logprob_mean=self.logprob_mean,
+            logprob_min=self.logprob_min,
+            public_outputs=self.public_outputs,
         )
 
 
@@ -151,15 +172,33 @@ def read_table(path: Path) -> pa.Table:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as error:
         raise TraceError(f"cannot read trace file {path}: {error}") from error
+    table = upgraded(table, path)
     validate_table(table, path)
     return table
+
+
+def upgraded(table: pa.Table, path: Path | str) -> pa.Table:
+    """A version 2 table with the answer-side columns added as "not recorded"; others as is."""
+    version = (table.schema.metadata or {}).get(b"occ_gym.trace_version", b"").decode()
+    if version != "2" or any(name in table.schema.names for name in ANSWER_SIGNAL_COLUMNS):
+        return table
+    rows = table.num_rows
+    for name in ANSWER_SIGNAL_COLUMNS:
+        field = TRACE_SCHEMA.field(name)
+        missing = "" if field.type == pa.string() else float("nan")
+        table = table.append_column(field, pa.array([missing] * rows, field.type))
+    metadata = {**(table.schema.metadata or {}), b"occ_gym.trace_version": TRACE_VERSION.encode()}
+    return table.replace_schema_metadata({**metadata, b"occ_gym.upgraded_from": b"2"})
 
 
 def validate_table(table: pa.Table, path: Path | str) -> None:
     """Check the schema, the version and the key's uniqueness."""
     version = (table.schema.metadata or {}).get(b"occ_gym.trace_version", b"").decode()
-    if version != TRACE_VERSION:
-        raise TraceError(f"{path}: trace version {version!r}, expected {TRACE_VERSION!r}")
+    if version not in READABLE_VERSIONS:
+        raise TraceError(
+            f"{path}: trace version {version!r}, expected one of {list(READABLE_VERSIONS)}"
+        )
+    table = upgraded(table, path)
     expected = [(f.name, f.type) for f in TRACE_SCHEMA]
     found = [(f.name, f.type) for f in table.schema]
     if found != expected:
@@ -199,6 +238,11 @@ def _check_ranges(table: pa.Table, path: Path | str) -> None:
     problems = {f"{name} < 0": pc.less(table.column(name), 0) for name in _NON_NEGATIVE}
     for name in ("wall_ms", "verify_ms"):
         problems[f"{name} not finite"] = pc.invert(pc.is_finite(table.column(name)))
+    for name in ("logprob_mean", "logprob_min"):  # nan is "not recorded"
+        problems[f"{name} > 0"] = pc.greater(table.column(name), 0)
+    problems["logprob_min > logprob_mean"] = pc.greater(
+        table.column("logprob_min"), table.column("logprob_mean")
+    )
     for total in ("public_total", "hidden_total"):
         problems[f"{total} < 1"] = pc.less(table.column(total), 1)
         passed = total.replace("total", "passed")
@@ -238,6 +282,7 @@ class TraceTable:
     """Recorded attempts looked up by key: the env's pre-filled cache."""
 
     def __init__(self, table: pa.Table, source: str = "<memory>"):
+        table = upgraded(table, source)
         validate_table(table, source)
         self.source = source
         self.metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}

@@ -17,7 +17,7 @@ native ``occ_gym.envs.vector_env`` env (numpy over all envs; MaskablePPO only)."
 class TrainConfig:
     """One training run. ``None`` for timesteps or n_envs means the hyperparameter file's."""
 
-    env_id: str = "OCC-Code-v0"
+    env_id: str = "OCC-Code-v1"
     algo: str = "maskable_ppo"
     out: str = "runs/occ"
     seed: int = 0

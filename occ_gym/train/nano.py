@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from occ_gym.resources import user_cache_dir
-from occ_gym.tasks.synthetic import SyntheticProblem, make_problem
+from occ_gym.tasks.synthetic import V1_TASKS, SyntheticProblem, make_problem
 from occ_gym.tiers.nano import (
     PAD,
     CodeTokenizer,
@@ -103,6 +103,51 @@ class RepairStage(Schedule):
 
 
 REPAIR_STAGE = RepairStage()
+
+
+@dataclass(frozen=True)
+class SpecialistStage(Schedule):
+    """A specialist tier: a trained generalist fine-tuned on ``OCC-Code-v1``-mix problems that
+    use its operation family, mixed with the corpus so that it keeps repairing (stage 3)."""
+
+    name: str = ""
+    base: str = ""
+    family: tuple[str, ...] = ()
+    steps: int = 600
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    first_problem: int = 2_000_000
+    fresh_problems: int = 12_000
+    corpus_share: float = 0.3
+    max_tokens: int = 448
+
+
+SPECIALISTS: dict[str, SpecialistStage] = {
+    stage.name: stage
+    for stage in (
+        SpecialistStage(
+            name="medium-filters",
+            base="medium",
+            family=(
+                "keep_greater",
+                "keep_less",
+                "keep_even",
+                "keep_odd",
+                "keep_multiples",
+                "count_equal",
+            ),
+            seed=4,
+        ),
+        SpecialistStage(
+            name="medium-arithmetic",
+            base="medium",
+            family=("add", "subtract", "multiply", "square", "absolute", "modulo"),
+            seed=5,
+        ),
+    )
+}
+"""The v1 specialists: medium-sized, each fine-tuned where the expensive generalist is weakest
+(parity and threshold filters; element-wise arithmetic)."""
 
 
 def cosine_lr(step: int, steps: int, peak: float, warmup: int) -> float:
@@ -276,6 +321,33 @@ def repair_stage(
     }
 
 
+def specialist_stage(
+    stage: SpecialistStage, corpus: Sequence[Example], models_dir: Path, log=print
+) -> tuple[NanoModel, dict]:
+    """Stage 3: fine-tune a copy of ``stage.base`` on its family's problems and the corpus."""
+    model = NanoModel.load(stage.base, models_dir)
+    family = set(stage.family)
+    problems: list[SyntheticProblem] = []
+    index = stage.first_problem
+    while len(problems) < stage.fresh_problems:
+        problem = make_problem("models", index, V1_TASKS)
+        index += 1
+        if family & {step.operation for step in problem.steps}:
+            problems.append(problem)
+    fresh = encode_examples(
+        model.tokenizer,
+        ({"prompt": p.prompt, "body": p.reference} for p in problems),
+        stage.max_tokens,
+    )
+    pools = [(fresh, 1.0 - stage.corpus_share), (corpus, stage.corpus_share)]
+    record = fit(model.network, pools, stage, stage.name, log)
+    return NanoModel(stage.name, model.network, model.tokenizer, {}), {
+        **asdict(stage),
+        "problems_drawn": index - stage.first_problem,
+        **record,
+    }
+
+
 def evaluate_tier(
     model: NanoModel, problems: Sequence[SyntheticProblem], verifier: Verifier
 ) -> dict:
@@ -328,7 +400,9 @@ def evaluate_tier(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiers", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument(
+        "--tiers", nargs="+", default=list(RECIPES), choices=[*RECIPES, *SPECIALISTS]
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -358,6 +432,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     problems = [make_problem("test", i) for i in range(args.eval_problems)]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.tiers:
+        if name in SPECIALISTS:
+            train_specialist(SPECIALISTS[name], examples, args.out, args.eval_problems)
+            continue
         if args.stage in ("all", "pretrain"):
             pretrain(name, data_recipe, tokenizer, examples, problems, args.out)
         if args.stage in ("all", "repair"):
@@ -373,6 +450,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
             save_model(model.network, model.tokenizer, card, args.out / name)
             print(f"{name} after the repair stage: {evaluation}")
+
+
+def train_specialist(
+    stage: SpecialistStage, corpus: Sequence[Example], out: Path, eval_problems: int
+) -> None:
+    """Stage 3 for a specialist: fine-tune its base (in ``out``), score it, save its card."""
+    model, record = specialist_stage(stage, corpus, out)
+    problems = [make_problem("test", i, V1_TASKS) for i in range(eval_problems)]
+    with Verifier() as verifier:
+        evaluation = evaluate_tier(model, problems, verifier)
+    base_card = NanoModel.load(stage.base, out).card
+    card = {
+        **base_card,
+        "tier": stage.name,
+        "specialist_stage": record,
+        "threads": torch.get_num_threads(),
+        "held_out": {**evaluation, "tasks": V1_TASKS.prefix},
+        "command": "make models",
+    }
+    save_model(model.network, model.tokenizer, card, out / stage.name)
+    print(f"{stage.name}: {evaluation}")
 
 
 def pretrain(
