@@ -79,8 +79,9 @@ models: $(STAMP)
 
 # Re-record the shipped trace tables with the shipped models (resumable: rerun after a kill):
 # OCC-Code-v0's (about 10 minutes on 2 cores), then OCC-Code-v1's, 5 tiers x 8 samples with
-# 2 repair rounds on 1,000 test and 2,000 train tasks (about 50 minutes, two processes on 2
-# cores: OMP_NUM_THREADS=1 make -j2 traces-v1-test traces-v1-train).
+# 2 repair rounds on 1,000 test and 2,000 train tasks (the shipped tables took 33 and 58 minutes
+# as two processes side by side on 2 cores: OMP_NUM_THREADS=1 make -j2 traces-v1-test
+# traces-v1-train; about 2 CPU hours).
 traces: traces-v0 traces-v1-test traces-v1-train
 
 traces-v0: $(STAMP)

@@ -293,11 +293,13 @@ def test_docstring_observation_table_matches_layout(sim_env):
     assert len(VERDICTS) == 3
 
 
-def test_readme_observation_table_matches_layout(sim_env):
-    readme = (Path(__file__).parents[1] / "docs" / "environment.md").read_text()
-    for span, name, _ in sim_env.unwrapped.observation_layout.rows():
-        assert f"| {span} | {name} |" in readme
-    assert f"Box(0, 1, ({sim_env.observation_space.shape[0]},), float32)" in readme
+def test_the_documented_observation_tables_match_the_layouts(sim_env):
+    page = (Path(__file__).parents[1] / "docs" / "environment.md").read_text()
+    v1 = gym.make("OCC-Code-v1")
+    for span, name, _ in v1.unwrapped.observation_layout.rows():
+        assert f"| {span} | {name} |" in page
+    for env in (v1, sim_env, gym.make("OCC-Code-v0")):
+        assert f"Box(0, 1, ({env.observation_space.shape[0]},), float32)" in page
 
 
 @pytest.mark.parametrize(
