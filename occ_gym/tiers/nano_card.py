@@ -120,12 +120,14 @@ def read_card(stem: Path) -> tuple[NanoConfig, CodeTokenizer, dict]:
 MAX_NEW_TOKENS = 96
 """The longest body a tier writes (a reference body has at most about 60 tokens)."""
 TEMPERATURE = 0.8
-"""Sampling temperature of every recorded and live attempt."""
+"""Sampling temperature of OCC-Code-v0's recorded and live attempts (each suite in
+``occ_gym.tiers.suites`` names its own)."""
 REPAIR_ESTIMATE_TOKENS = 70
 """Tokens a failed candidate and its feedback add to the context, for cost estimates."""
 BODY_ESTIMATE_TOKENS = 35
 """Tokens of a typical body, for cost estimates made before an attempt."""
 TIER_NAMES = ("cheap", "medium", "expensive")
+"""The generalists, cheapest first: OCC-Code-v0's tiers (v1 adds specialists: ``suites``)."""
 
 
 def repair_context(
