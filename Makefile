@@ -45,7 +45,8 @@ planner-selection: $(STAMP)
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/planner_selection.md docs/health.md planner-selection
 
 # The benchmark's own health for both nano envs (the properties OCC-Code-v1 was designed to
-# have, met or not), into docs/health.md.
+# have, met or not), into docs/health.md: from the shipped tables and the episodes of the two
+# benches make demo runs first (benchmarks/results/code and code-v1).
 health: $(STAMP)
 	$(BIN)/python benchmarks/benchmark_health.py
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/health.md docs/health.md health

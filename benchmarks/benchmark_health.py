@@ -2,11 +2,12 @@
 
     python benchmarks/benchmark_health.py [--env OCC-Code-v0 OCC-Code-v1] [--episodes 1000]
 
-For each env id, from its shipped trace tables and from episodes on its test split:
+For each env id, from its shipped trace tables and from the test episodes of its bench run
+(``occ-gym bench --env ID --out benchmarks/results/code[-v1]``, which make demo runs first):
 
-- headroom: the observable-optimal planner against the best tuned threshold cascade (both
-  fitted on the train split only), paired per episode, with the hindsight oracle and the
-  shipped MaskablePPO policy (where one exists) beside them;
+- headroom: the empirical-MDP planner against the best tuned threshold cascade (both fitted
+  on the train split only, by the bench), paired per episode, with the hindsight oracle and
+  the shipped MaskablePPO policy (where one exists) beside them;
 - no dominant tier: the share of test tasks where a cheaper tier's hidden-pass rate (over its
   recorded fresh samples) beats the most expensive tier's;
 - fallible verification: P(hidden fail | public pass) of the cheapest tier's fresh samples;
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,9 @@ import gymnasium as gym
 import numpy as np
 
 import occ_gym  # noqa: F401  (registers the ids)
-from occ_gym.baselines import HindsightOracle
-from occ_gym.baselines.cascade import ThresholdCascade, tune_cascade
-from occ_gym.baselines.planner import fit_planner
+from occ_gym.bench.labels import ORACLE, PLANNER, SHIPPED, TUNED_CASCADE
+from occ_gym.bench.runner import EPISODES_FILE
 from occ_gym.bench.stats import bootstrap_interval
-from occ_gym.evaluation import run_episodes
 from occ_gym.tasks.synthetic import problem_for, prompt_features
 from occ_gym.tiers.suites import SUITES, NanoSuite
 from occ_gym.traces.table import read_table
@@ -193,30 +191,37 @@ def signal_auc(suite: NanoSuite) -> dict[str, Any]:
     return result
 
 
-def headroom(env_id: str, episodes: int, seeds: int, tune_episodes: int) -> dict[str, Any]:
-    """Tuned cascade and planner fitted on train, played on the same test episodes."""
-    from occ_gym.policies.learned import load_policy, shipped_policies
+BENCH_DIRS = {"OCC-Code-v0": RESULTS / "code", "OCC-Code-v1": RESULTS / "code-v1"}
+"""Where ``make demo``'s ``occ-gym bench`` runs write each env's results."""
+POLICIES = {
+    "tuned cascade": TUNED_CASCADE,
+    "planner": PLANNER,
+    "hindsight oracle": ORACLE,
+    "MaskablePPO (shipped)": SHIPPED,
+}
+"""This report's names for the bench's entries."""
 
-    started = time.perf_counter()
-    cascade_fit = tune_cascade(env_id, episodes=tune_episodes, seed=0)
-    planner, planner_fit = fit_planner(env_id, cascade_fit.rule, seed=0)
-    env = gym.make(env_id, split="test")
-    policies: dict[str, Any] = {
-        "tuned cascade": ThresholdCascade(env, cascade_fit.rule),
-        "planner": planner,
-        "hindsight oracle": HindsightOracle(env),
+
+def headroom(env_id: str, bench_dir: Path) -> dict[str, Any]:
+    """The tuned cascade, the planner (both fitted on train by the bench), the oracle and the
+    shipped policy, paired on the bench's test episodes: read from its ``results.json`` and
+    ``episodes.parquet``, so the report and the leaderboard are the same run."""
+    import pyarrow.parquet as pq
+
+    results_path, episodes_path = bench_dir / "results.json", bench_dir / EPISODES_FILE
+    if not results_path.is_file() or not episodes_path.is_file():
+        raise SystemExit(
+            f"{bench_dir} holds no bench run: run `occ-gym bench --env {env_id} --out "
+            f"{bench_dir}` first (make demo does)"
+        )
+    results = json.loads(results_path.read_text())
+    if results["env_id"] != env_id or results["split"] != "test":
+        raise SystemExit(f"{results_path} is a {results['env_id']} run on {results['split']}")
+    episodes = pq.read_table(episodes_path, columns=["entry", "return"]).to_pydict()
+    entry, values = np.array(episodes["entry"]), np.array(episodes["return"])
+    returns = {
+        name: values[entry == label] for name, label in POLICIES.items() if (entry == label).any()
     }
-    penalty = env.unwrapped.oracle.compute_penalty
-    for trained_penalty, path in shipped_policies(env_id):
-        if trained_penalty == penalty:
-            policies["MaskablePPO (shipped)"] = load_policy(path)
-    returns: dict[str, np.ndarray] = {}
-    for name, policy in policies.items():
-        blocks = [
-            run_episodes(policy, env, episodes, seed=k * episodes)["return"] for k in range(seeds)
-        ]
-        returns[name] = np.concatenate(blocks)
-    env.close()
     rng = np.random.default_rng(0)
     summary = {
         name: {
@@ -226,26 +231,25 @@ def headroom(env_id: str, episodes: int, seeds: int, tune_episodes: int) -> dict
         for name, values in returns.items()
     }
     gap = returns["planner"] - returns["tuned cascade"]
-    paired = {
+    paired: dict[str, Any] = {
         "planner_minus_cascade": round(float(gap.mean()), 4),
         "interval": [round(x, 4) for x in bootstrap_interval(gap, rng)],
     }
-    for name in ("MaskablePPO (shipped)",):
-        if name in returns:
-            for other in ("tuned cascade", "planner"):
-                diff = returns[name] - returns[other]
-                paired[f"ppo_minus_{other.split()[-1]}"] = {
-                    "mean": round(float(diff.mean()), 4),
-                    "interval": [round(x, 4) for x in bootstrap_interval(diff, rng)],
-                }
+    if "MaskablePPO (shipped)" in returns:
+        for other in ("tuned cascade", "planner"):
+            diff = returns["MaskablePPO (shipped)"] - returns[other]
+            paired[f"ppo_minus_{other.split()[-1]}"] = {
+                "mean": round(float(diff.mean()), 4),
+                "interval": [round(x, 4) for x in bootstrap_interval(diff, rng)],
+            }
     return {
-        "episodes": episodes * seeds,
-        "seeds": [k * episodes for k in range(seeds)],
-        "cascade_fit": cascade_fit.as_dict(),
-        "planner_fit": planner_fit.as_dict(),
+        "bench": results["command"],
+        "episodes": len(gap),
+        "seeds": results["seeds"],
+        "cascade_fit": results["fits"][TUNED_CASCADE],
+        "planner_fit": results["fits"][PLANNER],
         "policies": summary,
         "paired": paired,
-        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
@@ -382,10 +386,7 @@ def markdown(reports: dict[str, dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", nargs="+", default=["OCC-Code-v0", "OCC-Code-v1"])
-    parser.add_argument("--episodes", type=int, default=1000)
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--tune-episodes", type=int, default=2000)
+    parser.add_argument("--env", nargs="+", default=list(BENCH_DIRS), choices=list(BENCH_DIRS))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     reports = {}
@@ -395,7 +396,7 @@ def main() -> None:
             "env_id": env_id,
             "traces": trace_properties(suite),
             "signals": signal_auc(suite),
-            "headroom": headroom(env_id, args.episodes, args.seeds, args.tune_episodes),
+            "headroom": headroom(env_id, BENCH_DIRS[env_id]),
         }
         report["verdicts"] = verdicts(report)
         reports[env_id] = report

@@ -21,7 +21,6 @@ import gymnasium as gym
 import numpy as np
 
 from occ_gym.baselines.base import BaselinePolicy
-from occ_gym.envs.code_env import occ_env
 from occ_gym.envs.layout import VERDICTS, ActionLayout, ObservationLayout
 from occ_gym.envs.vector_env import occ_vector_env
 
@@ -164,33 +163,23 @@ def cascade_grid(
     return rules
 
 
-def play_rules(
-    env_id: str,
-    rules: Sequence[CascadeRule],
-    episodes: int,
-    seed: int,
-    **env_kwargs: Any,
-) -> np.ndarray:
-    """Mean return of each rule over the same ``episodes`` episodes (one per sub-env of a
-    native vector env reset with ``seed``: common random numbers for every rule)."""
-    venv = gym.make_vec(env_id, num_envs=episodes, **env_kwargs)
+def play_rules(venv: gym.vector.VectorEnv, rules: Sequence[CascadeRule], seed: int) -> np.ndarray:
+    """Mean return of each rule over the same episodes: one per sub-env of the native vector
+    env ``venv``, reset with ``seed`` for every rule (common random numbers)."""
     inner = occ_vector_env(venv)
     actions, layout = inner.action_layout, inner.observation_layout
     means = np.zeros(len(rules))
-    try:
-        for index, rule in enumerate(rules):
-            order = np.array([actions.tier_index(t) for t in rule.order] + [-1])
-            obs, _ = venv.reset(seed=seed)
-            returns = np.zeros(episodes)
-            done = np.zeros(episodes, dtype=bool)
-            while not done.all():
-                chosen = cascade_actions(rule, order, obs, inner.action_masks(), actions, layout)
-                obs, reward, terminated, truncated, _ = venv.step(chosen)
-                returns += np.where(done, 0.0, reward)
-                done |= terminated | truncated
-            means[index] = returns.mean()
-    finally:
-        venv.close()
+    for index, rule in enumerate(rules):
+        order = np.array([actions.tier_index(t) for t in rule.order] + [-1])
+        obs, _ = venv.reset(seed=seed)
+        returns = np.zeros(inner.num_envs)
+        done = np.zeros(inner.num_envs, dtype=bool)
+        while not done.all():
+            chosen = cascade_actions(rule, order, obs, inner.action_masks(), actions, layout)
+            obs, reward, terminated, truncated, _ = venv.step(chosen)
+            returns += np.where(done, 0.0, reward)
+            done |= terminated | truncated
+        means[index] = returns.mean()
     return means
 
 
@@ -224,13 +213,14 @@ def tune_cascade(
     if split == "test":
         raise ValueError("tune on a training split (train, fit or val), never on test")
     started = time.perf_counter()
-    probe = gym.make(env_id, split=split, **env_kwargs)
-    inner = occ_env(probe)
-    names = inner.action_layout.tier_names
-    confidence = "candidate_confidence" in inner.observation_layout.fields
-    probe.close()
-    rules = cascade_grid(names, confidence, max_order)
-    means = play_rules(env_id, rules, episodes, seed, split=split, **env_kwargs)
+    venv = gym.make_vec(env_id, num_envs=episodes, split=split, **env_kwargs)
+    try:
+        inner = occ_vector_env(venv)
+        confidence = "candidate_confidence" in inner.observation_layout.fields
+        rules = cascade_grid(inner.action_layout.tier_names, confidence, max_order)
+        means = play_rules(venv, rules, seed)
+    finally:
+        venv.close()
     ranking = np.argsort(-means, kind="stable")
     best = rules[int(ranking[0])]
     return CascadeFit(

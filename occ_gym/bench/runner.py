@@ -26,6 +26,8 @@ import numpy as np
 
 from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPolicy, VerifierGuided
 from occ_gym.baselines.base import BaselinePolicy, Policy
+from occ_gym.baselines.cascade import CascadeRule, ThresholdCascade, tune_cascade
+from occ_gym.baselines.planner import fit_planner
 from occ_gym.bench import stats
 from occ_gym.bench.findings import compute_findings
 from occ_gym.bench.labels import ORACLE, PLANNER, REFERENCE, SHIPPED, TUNED_CASCADE
@@ -178,25 +180,26 @@ def _fitted(
 ) -> tuple[Callable[[gym.Env, int], Policy], Callable[[gym.Env, int], Policy]]:
     """Builders of the tuned cascade and the planner, fitted once on the train split at λ
     ``penalty`` when first built (their fits go into ``fits``)."""
-    from occ_gym.baselines.cascade import ThresholdCascade, tune_cascade
-    from occ_gym.baselines.planner import fit_planner
-
     kwargs: dict[str, Any] = {"oracle": {"compute_penalty": penalty}}
+    rules: list[CascadeRule] = []
     made: dict[str, Policy] = {}
+
+    def tuned_rule() -> CascadeRule:
+        if not rules:
+            fit = tune_cascade(config.env_id, episodes=config.tune_episodes, **kwargs)
+            fits[TUNED_CASCADE] = fit.as_dict()
+            rules.append(fit.rule)
+        return rules[0]
 
     def cascade(env: gym.Env, seed: int) -> Policy:
         if TUNED_CASCADE not in made:
-            fit = tune_cascade(config.env_id, episodes=config.tune_episodes, **kwargs)
-            fits[TUNED_CASCADE] = fit.as_dict()
-            made[TUNED_CASCADE] = ThresholdCascade(env, fit.rule, name=TUNED_CASCADE)
+            made[TUNED_CASCADE] = ThresholdCascade(env, tuned_rule(), name=TUNED_CASCADE)
         return made[TUNED_CASCADE]
 
     def planner(env: gym.Env, seed: int) -> Policy:
         if PLANNER not in made:
-            cascade(env, seed)
-            rule = made[TUNED_CASCADE].rule  # type: ignore[attr-defined]
             policy, fit = fit_planner(
-                config.env_id, rule, episodes=config.planner_episodes, **kwargs
+                config.env_id, tuned_rule(), episodes=config.planner_episodes, **kwargs
             )
             fits[PLANNER] = fit.as_dict()
             made[PLANNER] = policy

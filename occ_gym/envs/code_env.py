@@ -225,6 +225,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         costliest = max(max(tier.nominal_cost for tier in self.tiers), self.verifier_cost)
         self._cost_scale = self.max_steps * costliest
         self._starts = {name: f.start for name, f in self.observation_layout.fields.items()}
+        self._answer_signals = answer_signals
         self._obs_size = self.observation_layout.size
         self._feature_slice = self.observation_layout["prompt_features"]
         self._attempts_slice = self.observation_layout["tier_attempts"]
@@ -617,7 +618,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             values[at["context_length"]] = rules.context_share(
                 key.repair_round, self._executor.max_repair_rounds
             )
-            if self.observation_layout.answer_signals:
+            if self._answer_signals:
                 values[at["candidate_confidence"]] = rules.confidence(candidate.logprob_mean)
                 values[at["candidate_min_confidence"]] = rules.confidence(candidate.logprob_min)
                 values[at["candidate_length"]] = rules.length_share(candidate.tokens_out)
