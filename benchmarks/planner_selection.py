@@ -2,10 +2,10 @@
 
     python benchmarks/planner_selection.py [--env OCC-Code-v1] [--episodes 2000]
 
-The cascade is tuned and the planner fitted on ``fit`` (train without every 10th task), each
-setting is played on ``val`` (those tasks), and the table of val returns is written to
-``benchmarks/results/planner_selection.{json,md}``. ``occ_gym.baselines.planner``'s defaults
-are the setting this picked.
+The cascade is tuned and the planner fitted on ``fit`` (train without its val tenth; on v1 no
+val program is in fit), each setting is played on ``val``, and the table of val returns is
+written to ``benchmarks/results/planner_selection.{json,md}``. ``occ_gym.baselines.planner``'s
+defaults are the setting this picked.
 """
 
 from __future__ import annotations

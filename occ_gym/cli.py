@@ -41,6 +41,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         resamples=args.resamples,
         tune_episodes=args.tune_episodes,
         planner_episodes=args.planner_episodes,
+        router_episodes=args.router_episodes,
     )
     bench_run = Bench(config)
     with Progress(*Progress.get_default_columns(), console=console, transient=True) as bar:
@@ -173,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=bench.planner_episodes,
         help="train-split episodes the planner's empirical model is built from",
+    )
+    bench_parser.add_argument(
+        "--router-episodes",
+        type=_positive_int,
+        default=bench.router_episodes,
+        help="train-split episodes the routers' hidden-pass models are fitted on",
     )
     bench_parser.add_argument(
         "--out", help="results folder: results.json, leaderboard.md, findings.md, pareto.png"

@@ -25,13 +25,16 @@ SMALL = [
     "2",
     "--resamples",
     "200",
-    *("--tune-episodes", "32", "--planner-episodes", "2000"),
+    *("--tune-episodes", "32", "--planner-episodes", "2000", "--router-episodes", "2000"),
 ]
+
+TINY_FITS = {"tune_episodes": 32, "planner_episodes": 2000, "router_episodes": 2000}
 
 
 @pytest.fixture(scope="module")
 def small_bench() -> tuple[Bench, dict]:
-    bench = Bench(BenchConfig(env_id="OCC-CodeSim-v0", episodes=150, seeds=2, resamples=200))
+    config = BenchConfig(env_id="OCC-CodeSim-v0", episodes=150, seeds=2, resamples=200, **TINY_FITS)
+    bench = Bench(config)
     return bench, bench.run()
 
 
@@ -43,9 +46,10 @@ def test_bench_writes_results_and_report_rerenders_them_exactly(tmp_path, capsys
     assert results["seeds"] == [3, 43] and results["episodes"] == 40
     assert results["command"].endswith(
         "--episodes 40 --seeds 2 --seed 3 --resamples 200 "
-        "--tune-episodes 32 --planner-episodes 2000"
+        "--tune-episodes 32 --planner-episodes 2000 --router-episodes 2000"
     )
-    assert set(results["fits"]) == {"TunedCascade", "ObservablePlanner"}
+    # CodeSim shows no answer-side signal: no AutoMix and no answer-side router there.
+    assert set(results["fits"]) == {"TunedCascade", "Router(prompt only)", "ObservablePlanner"}
     assert len(results["cfg_hash"]) == 16 and len(results["env_hash"]) == 16
     first = {name: (out / name).read_bytes() for name in OUTPUTS}
     for name in OUTPUTS:
@@ -148,7 +152,7 @@ def test_report_refuses_a_folder_without_results(tmp_path, capsys):
     assert "missing ['curves', 'entries', 'findings']" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("field", ["episodes", "seeds", "resamples"])
+@pytest.mark.parametrize("field", ["episodes", "seeds", "resamples", *TINY_FITS])
 def test_bench_config_refuses_bad_counts(field):
     with pytest.raises(ValueError, match=field):
         BenchConfig(**{field: 0})
@@ -167,7 +171,7 @@ def test_a_small_bench_reports_undefined_metrics_and_keeps_its_episodes(tmp_path
     import pyarrow.parquet as pq
 
     out = tmp_path / "bench"
-    fits = ["--tune-episodes", "32", "--planner-episodes", "2000"]
+    fits = ["--tune-episodes", "32", "--planner-episodes", "2000", "--router-episodes", "2000"]
     main(
         [
             "bench",
@@ -199,7 +203,7 @@ def test_a_policy_that_never_submits_gets_no_delta_ibc(tmp_path):
     """An always-ABSTAIN policy spends nothing and gains nothing: ΔIBC once ranked it first."""
     from occ_gym.bench.runner import Entry
 
-    config = BenchConfig(env_id="OCC-CodeSim-v0", episodes=20, seeds=1, resamples=200)
+    config = BenchConfig(env_id="OCC-CodeSim-v0", episodes=20, seeds=1, resamples=200, **TINY_FITS)
     bench = Bench(config)
     abstain = bench.env.unwrapped.action_layout.abstain
 

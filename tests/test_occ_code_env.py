@@ -111,7 +111,7 @@ def test_wall_time_adds_the_recorded_writing_and_verifying_times(replay_env):
 
 def test_bench_runs_on_occ_code_with_the_shipped_lambda_sweep(tmp_path, capsys):
     argv = ["bench", "--env", "OCC-Code-v0", "--episodes", "20", "--seeds", "2"]
-    argv += ["--tune-episodes", "32", "--planner-episodes", "2000"]
+    argv += ["--tune-episodes", "32", "--planner-episodes", "2000", "--router-episodes", "2000"]
     assert cli_main([*argv, "--resamples", "100", "--out", str(tmp_path)]) == 0
     assert "FixedTier(expensive)" in (tmp_path / "leaderboard.md").read_text()
     results = json.loads((tmp_path / "results.json").read_text())

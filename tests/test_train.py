@@ -96,18 +96,23 @@ def test_learn_512_steps_writes_checkpoints_and_a_complete_run_record(tiny_run):
     assert len(list((result.out / "monitor").glob("*.monitor.csv"))) == 2
 
 
-def test_a_loaded_policy_never_takes_a_masked_action_in_1000_steps(tiny_run):
-    result, env_id, _ = tiny_run
-    policy = load_policy(result.out / "last.zip")
-    env = gym.make(env_id, split="test")
-    obs, _ = env.reset(seed=3)
-    for _ in range(1000):
+def assert_plays_legally(policy, env: gym.Env, steps: int, seed: int) -> None:
+    """``steps`` sampled (not greedy) actions of ``policy``, each one allowed by the mask."""
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
         mask = env.unwrapped.action_masks()
         action, _ = policy.predict(obs, action_masks=mask, deterministic=False)
         assert mask[int(action)]
         obs, _, terminated, truncated, _ = env.step(int(action))
         if terminated or truncated:
             obs, _ = env.reset()
+
+
+def test_a_loaded_policy_never_takes_a_masked_action_in_1000_steps(tiny_run):
+    result, env_id, _ = tiny_run
+    assert_plays_legally(
+        load_policy(result.out / "last.zip"), gym.make(env_id, split="test"), 1000, 3
+    )
 
 
 def test_a_loaded_policy_predicts_a_batch_with_a_batch_of_masks(tiny_run):
@@ -249,7 +254,7 @@ def test_bench_puts_a_trained_policy_in_the_same_table(tiny_run, tmp_path, capsy
             "1",
             "--resamples",
             "50",
-            *("--tune-episodes", "32", "--planner-episodes", "2000"),
+            *("--tune-episodes", "32", "--planner-episodes", "2000", "--router-episodes", "2000"),
             "--policy",
             str(result.out / "best.zip"),
             "--out",

@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from occ_gym.baselines.cascade import CascadeRule, ThresholdCascade, cascade_grid, tune_cascade
+from occ_gym.baselines.heuristic_occ import HeuristicOCC
 from occ_gym.baselines.planner import fit_planner
+from occ_gym.baselines.router import GRID, LearnedRouter, tune_router
 from occ_gym.tiers.suites import V0_SUITE, V1_SUITE
 from occ_gym.traces.table import TRACE_VERSION, TraceRow, read_table, rows_to_table, write_table
 from tests.test_robustness import play_mask_legal
@@ -247,3 +249,60 @@ def test_the_health_report_measures_the_shipped_tables():
     signals = health.signal_auc(v1)
     for scores in signals["tiers"].values():
         assert 0.5 < scores["prompt_only"] < 1.0 and 0.5 < scores["with_answer_side"] <= 1.0
+
+
+# --- the field's baselines: the learned router, AutoMix, HeuristicOCC that abstains -----------
+
+
+def test_the_router_fits_on_v1_takes_only_legal_actions_and_refuses_test():
+    small = {"accept_at": (0.5, 0.8), "max_calls": (1, 2)}
+    models, fit = tune_router("OCC-Code-v1", episodes=64, data_episodes=2000, grid=small)
+    assert fit.labelled > 500 and fit.settings_tried == 4
+    assert "candidate_confidence" in fit.accept_weights and models.answer_side
+    env = gym.make("OCC-Code-v1", split="test")
+    play_checking_masks(LearnedRouter(env, models, fit.settings), env, episodes=20)
+    prompt_only, _ = tune_router(
+        "OCC-Code-v1", answer_side=False, episodes=16, data_episodes=500, grid=small
+    )
+    assert not prompt_only.answer_side
+    assert LearnedRouter(env, prompt_only).name == "Router(prompt only)"
+    with pytest.raises(ValueError, match="never on test"):
+        tune_router("OCC-Code-v1", episodes=8, split="test")
+    with pytest.raises(ValueError, match="no answer-side signals"):
+        tune_router("OCC-Code-v0", episodes=8, data_episodes=200)
+
+
+def test_the_router_learns_from_the_prompt_which_tier_solves_a_hand_built_task(tmp_path):
+    """Task 0 (ints): cheap solves it. Task 1 (text): cheap passes the public tests and fails
+    the hidden ones, only expensive solves it. The router must route by the prompt."""
+    kwargs = {"traces": str(hand_built_table(tmp_path)), "max_steps": 4}
+    models, fit = tune_router(
+        "OCC-Code-v0", answer_side=False, episodes=64, data_episodes=4000, **kwargs
+    )
+    assert fit.settings_tried == len(list(itertools.product(*GRID.values())))
+    env = gym.make("OCC-Code-v0", split="train", **kwargs)
+    router = LearnedRouter(env, models, fit.settings)
+    layout, inner = env.unwrapped.action_layout, env.unwrapped
+    for task, tier in ((0, "cheap"), (1, "expensive")):
+        obs, _ = env.reset(seed=1, options={"task_index": task})
+        actions, total, done = [], 0.0, False
+        while not done:
+            action = int(router.predict(obs, action_masks=inner.action_masks())[0])
+            actions.append(action)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            done = terminated or truncated
+        assert actions == [layout.attempt(tier), layout.verify, layout.submit]
+        cost = COSTS[tier] + inner.verifier_cost
+        assert total == pytest.approx(1 - inner.oracle.compute_penalty * cost)
+
+
+def test_automix_keeps_only_cascades_that_never_verify_and_heuristic_occ_may_abstain():
+    fit = tune_cascade("OCC-Code-v1", episodes=32, max_order=1, verify=False)
+    assert not fit.rule.verify
+    grid = cascade_grid(V1_SUITE.tiers, confidence=True, max_order=1)
+    assert fit.rules_tried == sum(not rule.verify for rule in grid)
+    env = gym.make("OCC-Code-v1", split="test")
+    heuristic = HeuristicOCC(env, on_exhausted="abstain")
+    assert heuristic.name == "HeuristicOCC(abstain)"
+    play_checking_masks(heuristic, env, episodes=20)

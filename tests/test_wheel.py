@@ -74,7 +74,7 @@ def test_a_wheel_install_benches_with_the_shipped_policies(tmp_path):
             "1",
             "--resamples",
             "50",
-            *("--tune-episodes", "32", "--planner-episodes", "2000"),
+            *("--tune-episodes", "32", "--planner-episodes", "2000", "--router-episodes", "2000"),
             "--out",
             str(out),
         ],

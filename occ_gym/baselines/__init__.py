@@ -9,6 +9,7 @@ from occ_gym.baselines.heuristic_occ import HeuristicOCC
 from occ_gym.baselines.hindsight_oracle import HindsightOracle
 from occ_gym.baselines.planner import ObservablePlanner, fit_planner
 from occ_gym.baselines.random_policy import RandomPolicy
+from occ_gym.baselines.router import LearnedRouter, RouterSettings, tune_router
 from occ_gym.baselines.verifier_guided import VerifierGuided
 
 __all__ = [
@@ -17,11 +18,14 @@ __all__ = [
     "FixedTier",
     "HeuristicOCC",
     "HindsightOracle",
+    "LearnedRouter",
     "ObservablePlanner",
     "Policy",
     "RandomPolicy",
+    "RouterSettings",
     "ThresholdCascade",
     "VerifierGuided",
     "fit_planner",
     "tune_cascade",
+    "tune_router",
 ]

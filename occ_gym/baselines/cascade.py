@@ -107,18 +107,13 @@ def cascade_actions(
 ) -> np.ndarray:
     """The rule's action for each row of ``obs`` (``order``: tier indices, then -1)."""
     at = layout.fields
-    has = obs[:, at["has_candidate"].start] > 0.5
-    verdict = np.argmax(obs[:, layout["candidate_verdict"]], axis=1)
-    made = np.rint(obs[:, layout["tier_attempts"]] * layout.max_steps).sum(axis=1).astype(int)
-    repair_round = np.rint(
-        obs[:, at["context_length"].start] * max(1, layout.max_repair_rounds)
-    ).astype(int)
-    steps_left = np.rint(obs[:, at["steps_left"].start] * layout.max_steps).astype(int)
+    seen = layout.decode(obs)
+    has, verdict, repair_round = seen.has_candidate, seen.verdict, seen.repair_round
+    made, steps_left, best_passed = seen.attempts.sum(axis=1), seen.steps_left, seen.best_passed
     if "candidate_confidence" in at:
         confident = obs[:, at["candidate_confidence"].start] >= rule.threshold - 1e-6
     else:
         confident = np.ones(len(obs), dtype=bool)
-    best_passed = obs[:, at["best_public_fraction"].start] >= 1.0 - 1e-6
     next_tier = order[np.minimum(made, len(order) - 1)]
     passed, failed = has & (verdict == PASSED), has & (verdict == FAILED)
     unverified = has & ~passed & ~failed
@@ -207,9 +202,12 @@ def tune_cascade(
     seed: int = 0,
     split: str = "train",
     max_order: int = MAX_ORDER,
+    verify: bool | None = None,
     **env_kwargs: Any,
 ) -> CascadeFit:
-    """The best rule of ``cascade_grid`` by mean return on ``split`` (never the test split)."""
+    """The best rule of ``cascade_grid`` by mean return on ``split`` (never the test split);
+    ``verify`` keeps only the rules that VERIFY (True) or only those that never do (False: an
+    AutoMix-style cascade that escalates on the tier's own confidence)."""
     if split == "test":
         raise ValueError("tune on a training split (train, fit or val), never on test")
     started = time.perf_counter()
@@ -218,6 +216,7 @@ def tune_cascade(
         inner = occ_vector_env(venv)
         confidence = "candidate_confidence" in inner.observation_layout.fields
         rules = cascade_grid(inner.action_layout.tier_names, confidence, max_order)
+        rules = [rule for rule in rules if verify is None or rule.verify == verify]
         means = play_rules(venv, rules, seed)
     finally:
         venv.close()

@@ -56,7 +56,9 @@ class HeuristicOCC(BaselinePolicy):
             self.ledger.spend(
                 self.AGENT, name, (cost + self.verifier_cost) * prior_weight, reason="prior"
             )
-        self.name = "HeuristicOCC" if self.depth == tiers else f"HeuristicOCC(depth {depth})"
+        knobs = [f"depth {depth}"] if self.depth != tiers else []
+        knobs += ["abstain"] if on_exhausted == "abstain" else []
+        self.name = "HeuristicOCC" + (f"({', '.join(knobs)})" if knobs else "")
 
     def tier_order(self) -> list[int]:
         """Tier indices, best credit per cost first."""

@@ -42,7 +42,7 @@ class Discretiser:
     """Observation -> integer state. Each part is a small integer; the code is mixed-radix."""
 
     confidence_edges: tuple[float, ...] = CONFIDENCE_EDGES
-    attempt_cap: int = 2
+    attempt_cap: int = 1
     """Fresh attempts per tier are counted up to this (1: tried or not)."""
 
     def parts(self, obs: np.ndarray, layout: ObservationLayout) -> list[tuple[np.ndarray, int]]:
@@ -218,9 +218,9 @@ class PlannerFit:
 def fit_planner(
     env_id: str,
     fallback: CascadeRule,
-    episodes: int = 1_000_000,
+    episodes: int = 300_000,
     epsilon: float = 0.3,
-    min_visits: int = 30,
+    min_visits: int = 10,
     seed: int = 0,
     split: str = "train",
     batch: int = 4096,

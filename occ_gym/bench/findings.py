@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from occ_gym.bench.labels import ORACLE, PLANNER, TUNED_CASCADE
+from occ_gym.bench.labels import ORACLE, PLANNER, ROUTER, ROUTER_PROMPT_ONLY, TUNED_CASCADE
 from occ_gym.bench.stats import bootstrap_indices, bootstrap_interval
 from occ_gym.envs.code_env import occ_env
 
@@ -52,6 +52,7 @@ def compute_findings(
     found = []
     for compute in (
         planner_vs_tuned_cascade,
+        answer_side_router,
         learned_vs_best_rule,
         tier_tracks_difficulty,
         where_learned_saves_compute,
@@ -137,6 +138,25 @@ def planner_vs_tuned_cascade(evidence: Evidence) -> dict[str, Any] | None:
             for label in _learned(evidence.bench)
         },
     }
+
+
+def answer_side_router(evidence: Evidence) -> dict[str, Any] | None:
+    """What the answer-side signals are worth to a router: the router that reads them against
+    the same router without them, and each against the tuned cascade, paired by episode."""
+    logs = evidence.bench.logs
+    if ROUTER not in logs or ROUTER_PROMPT_ONLY not in logs or TUNED_CASCADE not in logs:
+        return None
+    pairs = {
+        "answer_side_gain": (ROUTER, ROUTER_PROMPT_ONLY),
+        "router_minus_cascade": (ROUTER, TUNED_CASCADE),
+        "prompt_only_minus_cascade": (ROUTER_PROMPT_ONLY, TUNED_CASCADE),
+    }
+    out: dict[str, Any] = {"episodes": len(logs[ROUTER]["return"])}
+    for key, (a, b) in pairs.items():
+        delta = logs[a]["return"] - logs[b]["return"]
+        interval = _ci(delta, evidence.rng)
+        out[key] = {"delta": float(delta.mean()), "ci": interval, "verdict": _verdict(interval)}
+    return out
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -389,6 +409,26 @@ def _render_planner_vs_tuned_cascade(f: dict[str, Any]) -> str:
     return f"{text}\n{test}"
 
 
+def _render_answer_side_router(f: dict[str, Any]) -> str:
+    def part(key: str, what: str) -> str:
+        d = f[key]
+        return f"{what} {d['delta']:+.3f} ({_interval_text(d['ci'], lambda v: f'{v:+.3f}')})"
+
+    text = (
+        f"Answer-side signals in a learned router: {ROUTER} minus {ROUTER_PROMPT_ONLY} "
+        + part("answer_side_gain", "is")
+        + "; against the tuned cascade, "
+        + part("router_minus_cascade", f"{ROUTER}")
+        + " and "
+        + part("prompt_only_minus_cascade", f"{ROUTER_PROMPT_ONLY}")
+        + "."
+    )
+    test = (
+        f"*Test:* paired bootstrap of per-episode return differences over {f['episodes']} episodes."
+    )
+    return f"{text}\n{test}"
+
+
 def _render_learned_vs_best_rule(f: dict[str, Any]) -> str:
     lines = []
     for c in f["comparisons"]:
@@ -498,6 +538,7 @@ def _render_cost_cut_at_matched_quality(f: dict[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "planner_vs_tuned_cascade": _render_planner_vs_tuned_cascade,
+    "answer_side_router": _render_answer_side_router,
     "learned_vs_best_rule": _render_learned_vs_best_rule,
     "tier_tracks_difficulty": _render_tier_tracks_difficulty,
     "where_learned_saves_compute": _render_where_learned_saves_compute,

@@ -28,9 +28,19 @@ from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPo
 from occ_gym.baselines.base import BaselinePolicy, Policy
 from occ_gym.baselines.cascade import CascadeRule, ThresholdCascade, tune_cascade
 from occ_gym.baselines.planner import fit_planner
+from occ_gym.baselines.router import LearnedRouter, tune_router
 from occ_gym.bench import stats
 from occ_gym.bench.findings import compute_findings
-from occ_gym.bench.labels import ORACLE, PLANNER, REFERENCE, SHIPPED, TUNED_CASCADE
+from occ_gym.bench.labels import (
+    AUTOMIX,
+    ORACLE,
+    PLANNER,
+    REFERENCE,
+    ROUTER,
+    ROUTER_PROMPT_ONLY,
+    SHIPPED,
+    TUNED_CASCADE,
+)
 from occ_gym.envs.code_env import occ_env
 from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
 from occ_gym.hashing import env_hash, file_digest, library_versions, stable_hash
@@ -61,11 +71,20 @@ class BenchConfig:
     """Bootstrap resamples behind every interval."""
     tune_episodes: int = 2000
     """Train-split episodes the tuned cascade's grid search plays per rule."""
-    planner_episodes: int = 1_000_000
+    planner_episodes: int = 300_000
     """Train-split episodes the planner's empirical model is built from."""
+    router_episodes: int = 50_000
+    """Train-split episodes the routers' hidden-pass models are fitted on."""
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "seeds", "resamples", "tune_episodes", "planner_episodes"):
+        for name in (
+            "episodes",
+            "seeds",
+            "resamples",
+            "tune_episodes",
+            "planner_episodes",
+            "router_episodes",
+        ):
             positive_int(name, getattr(self, name))
 
     @property
@@ -77,7 +96,8 @@ class BenchConfig:
         return (
             f"occ-gym bench --env {self.env_id} --split {self.split} --episodes {self.episodes} "
             f"--seeds {self.seeds} --seed {self.seed} --resamples {self.resamples} "
-            f"--tune-episodes {self.tune_episodes} --planner-episodes {self.planner_episodes}"
+            f"--tune-episodes {self.tune_episodes} --planner-episodes {self.planner_episodes} "
+            f"--router-episodes {self.router_episodes}"
         ) + "".join(f" --policy {path}" for path in self.policy_paths)
 
 
@@ -146,10 +166,21 @@ def bench_entries(
         entries.append(
             Entry(name, "HeuristicOCC", "depth", depth, penalty, full, _heuristic(depth))
         )
+    entries.append(
+        Entry(
+            "HeuristicOCC(abstain)",
+            "HeuristicOCC(abstain)",
+            "",
+            None,
+            penalty,
+            True,
+            _heuristic(len(tiers), "abstain"),
+        )
+    )
     entries.append(Entry("RandomPolicy", "RandomPolicy", "", None, penalty, True, _random))
-    cascade, planner = _fitted(config, penalty, {} if fits is None else fits)
-    entries.append(Entry(TUNED_CASCADE, TUNED_CASCADE, "", None, penalty, True, cascade))
-    entries.append(Entry(PLANNER, PLANNER, "", None, penalty, True, planner))
+    answer_side = "candidate_confidence" in inner.observation_layout.fields
+    for label, build in _fitted(config, penalty, answer_side, {} if fits is None else fits).items():
+        entries.append(Entry(label, label, "", None, penalty, True, build))
     for trained_penalty, shipped in shipped_policies(config.env_id):
         default = trained_penalty == penalty
         label = SHIPPED if default else f"{SHIPPED[:-1]}, λ={trained_penalty:g})"
@@ -176,10 +207,12 @@ def bench_entries(
 
 
 def _fitted(
-    config: BenchConfig, penalty: float, fits: dict[str, dict[str, Any]]
-) -> tuple[Callable[[gym.Env, int], Policy], Callable[[gym.Env, int], Policy]]:
-    """Builders of the tuned cascade and the planner, fitted once on the train split at λ
-    ``penalty`` when first built (their fits go into ``fits``)."""
+    config: BenchConfig, penalty: float, answer_side: bool, fits: dict[str, dict[str, Any]]
+) -> dict[str, Callable[[gym.Env, int], Policy]]:
+    """Builders, by label, of the policies fitted on the train split at λ ``penalty``, each
+    fitted once when first built (what fitting found goes into ``fits``): the tuned cascade,
+    the AutoMix-style cascade and the answer-side router (on envs that show answer-side
+    signals), the prompt-only router, and the planner."""
     kwargs: dict[str, Any] = {"oracle": {"compute_penalty": penalty}}
     rules: list[CascadeRule] = []
     made: dict[str, Policy] = {}
@@ -205,7 +238,36 @@ def _fitted(
             made[PLANNER] = policy
         return made[PLANNER]
 
-    return cascade, planner
+    def automix(env: gym.Env, seed: int) -> Policy:
+        if AUTOMIX not in made:
+            fit = tune_cascade(config.env_id, episodes=config.tune_episodes, verify=False, **kwargs)
+            fits[AUTOMIX] = fit.as_dict()
+            made[AUTOMIX] = ThresholdCascade(env, fit.rule, name=AUTOMIX)
+        return made[AUTOMIX]
+
+    def router(label: str, with_answers: bool) -> Callable[[gym.Env, int], Policy]:
+        def build(env: gym.Env, seed: int) -> Policy:
+            if label not in made:
+                models, fit = tune_router(
+                    config.env_id,
+                    answer_side=with_answers,
+                    episodes=config.tune_episodes,
+                    data_episodes=config.router_episodes,
+                    **kwargs,
+                )
+                fits[label] = fit.as_dict()
+                made[label] = LearnedRouter(env, models, fit.settings, name=label)
+            return made[label]
+
+        return build
+
+    builders: dict[str, Callable[[gym.Env, int], Policy]] = {TUNED_CASCADE: cascade}
+    if answer_side:
+        builders[AUTOMIX] = automix
+        builders[ROUTER] = router(ROUTER, True)
+    builders[ROUTER_PROMPT_ONLY] = router(ROUTER_PROMPT_ONLY, False)
+    builders[PLANNER] = planner
+    return builders
 
 
 def _fixed(tier: str) -> Callable[[gym.Env, int], Policy]:
@@ -216,8 +278,8 @@ def _guided(tier: str, tries: int) -> Callable[[gym.Env, int], Policy]:
     return lambda env, seed: VerifierGuided(env, tier, max_tries=tries)
 
 
-def _heuristic(depth: int) -> Callable[[gym.Env, int], Policy]:
-    return lambda env, seed: HeuristicOCC(env, depth=depth)
+def _heuristic(depth: int, on_exhausted: str = "submit") -> Callable[[gym.Env, int], Policy]:
+    return lambda env, seed: HeuristicOCC(env, depth=depth, on_exhausted=on_exhausted)
 
 
 def _random(env: gym.Env, seed: int) -> Policy:

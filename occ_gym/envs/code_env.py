@@ -127,8 +127,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     | tiers         | "simulated"   | "simulated", a list of ``SimulatedTierSpec`` mappings, or  |
     |               |               | "nano" (the trained code models; needs tasks="synthetic")  |
     | tasks         | "simulated"   | the task source: "simulated" or "synthetic" (nano tiers)   |
-    | split         | "train"       | "train", "test" (held out), or "val" / "fit": every 10th   |
-    |               |               | train task / the rest (choose checkpoints on val)          |
+    | split         | "train"       | "train", "test" (held out), or "val" / "fit": a tenth of   |
+    |               |               | train (v1: by program) / the rest (select on val)          |
     | mode          | "replay"      | nano tiers: "replay" (the shipped traces) or "live" (run   |
     |               |               | the models and the sandboxed verifier on a cache miss)     |
     | traces        | None          | nano tiers: a trace table to replay instead of the shipped |

@@ -106,6 +106,21 @@ class ObservationField:
         return slice(self.start, self.start + self.size)
 
 
+@dataclass(frozen=True)
+class DecodedBatch:
+    """A batch of observations decoded (``ObservationLayout.decode``), one row per env."""
+
+    has_candidate: np.ndarray
+    verdict: np.ndarray
+    """Index into ``VERDICTS`` (0, unverified, also where there is no candidate)."""
+    attempts: np.ndarray
+    """(n, tiers): fresh attempts made with each tier."""
+    repair_round: np.ndarray
+    steps_left: np.ndarray
+    best_passed: np.ndarray
+    """Whether some verified candidate passed every public test."""
+
+
 class ObservationLayout:
     """A flat float32 vector in [0, 1]; fields in this order (F prompt features, K tiers)."""
 
@@ -187,6 +202,19 @@ class ObservationLayout:
 
     def steps_used(self, observation: np.ndarray) -> int:
         return self.max_steps - round(float(observation[self.index("steps_left")]) * self.max_steps)
+
+    def decode(self, obs: np.ndarray) -> DecodedBatch:
+        """What the rules of a batch ``(n, size)`` of observations read, as integer arrays."""
+        at = self.fields
+        rounds = obs[:, at["context_length"].start] * max(1, self.max_repair_rounds)
+        return DecodedBatch(
+            has_candidate=obs[:, at["has_candidate"].start] > 0.5,
+            verdict=np.argmax(obs[:, self["candidate_verdict"]], axis=1),
+            attempts=np.rint(obs[:, self["tier_attempts"]] * self.max_steps).astype(int),
+            repair_round=np.rint(rounds).astype(int),
+            steps_left=np.rint(obs[:, at["steps_left"].start] * self.max_steps).astype(int),
+            best_passed=obs[:, at["best_public_fraction"].start] >= 1.0 - 1e-6,
+        )
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(indices, field, meaning) rows for documentation tables."""

@@ -35,7 +35,9 @@ class TaskSource(Protocol):
 
 
 VALIDATION_EVERY = 10
-"""Every ``VALIDATION_EVERY``-th task of ``train`` (index 0, 10, 20, ...) is in ``val``."""
+"""One ``train`` task in ``VALIDATION_EVERY`` is in ``val``: by default those of index 0, 10,
+20, ...; for a source with ``validation_group(index)``, those whose group is a multiple of it,
+so that ``val`` can share no program with ``fit``."""
 CARVED_SPLITS = {"fit": "train", "val": "train"}
 """Splits carved from another: ``val`` for model selection, ``fit`` (the rest) to train on."""
 
@@ -53,11 +55,14 @@ class CarvedTaskSource:
         if split not in CARVED_SPLITS or source.split != CARVED_SPLITS[split]:
             raise ValueError(f"cannot carve {split!r} out of the {source.split!r} split")
         in_val = split == "val"
-        self.indices = [i for i in range(len(source)) if (i % VALIDATION_EVERY == 0) == in_val]
+        group = getattr(source, "validation_group", lambda index: index)
+        self.indices = [
+            i for i in range(len(source)) if (group(i) % VALIDATION_EVERY == 0) == in_val
+        ]
         if not self.indices:
             raise ValueError(
                 f"the {source.split!r} split has {len(source)} task(s), too few to carve "
-                f"{split!r} from (every {VALIDATION_EVERY}th task is val, the rest fit)"
+                f"{split!r} from (one task in {VALIDATION_EVERY} is val, the rest fit)"
             )
         self.source = source
         self.split = split

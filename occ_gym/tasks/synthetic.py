@@ -54,11 +54,15 @@ class TaskMix:
     (short, positive, no repeated values: edge cases stay hidden, so a public pass can lie)."""
     stream: tuple[int, ...] = ()
     """Appended to the random stream's key, so each mix draws its own problems."""
+    validation_by_program: bool = False
+    """Carve ``val`` from ``train`` by program (a hash of the reference code), so no ``val``
+    task shares its program with a ``fit`` task, as no ``test`` task does with ``train``;
+    else by index (every 10th task)."""
 
 
 V0_TASKS = TaskMix("synthetic", OPERATION_MIX, "random")
 """OCC-Code-v0: 1 to 4 operations, public examples drawn like the hidden random ones."""
-V1_TASKS = TaskMix("synthetic-v1", (0.0, 0.4, 0.35, 0.25), "plain", (1,))
+V1_TASKS = TaskMix("synthetic-v1", (0.0, 0.4, 0.35, 0.25), "plain", (1,), True)
 """OCC-Code-v1: 2 to 4 operations (1-operation programs are too few to fill a split), plain
 public examples, edge cases only among the hidden tests."""
 TASK_MIXES = {mix.prefix: mix for mix in (V0_TASKS, V1_TASKS)}
@@ -588,6 +592,13 @@ class SyntheticTaskSource:
         if not 0 <= index < self.size:
             raise IndexError(f"task index {index} out of range for {self.size} tasks")
         return _cached_problem(self.split, index, self.mix.prefix)
+
+    def validation_group(self, index: int) -> int:
+        """The task's group for carving ``val`` (see ``TaskMix.validation_by_program``)."""
+        if not self.mix.validation_by_program:
+            return index
+        code = self.problem(index).reference.encode()
+        return int.from_bytes(hashlib.blake2b(code, digest_size=8, person=b"val").digest())
 
     def task(self, index: int) -> Task:
         problem = self.problem(index)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ALGORITHM_NAMES = ("maskable_ppo", "ppo")
+ALGORITHM_NAMES = ("maskable_ppo", "ppo", "grpo")
 VEC_ENVS = ("dummy", "subproc", "native")
 """How the training envs are batched: Python envs in one process, one per subprocess, or the
 native ``occ_gym.envs.vector_env`` env (numpy over all envs; MaskablePPO only)."""

@@ -1,6 +1,7 @@
-"""Train an allocator with MaskablePPO (sb3-contrib) or plain PPO (SB3): ``occ-gym train``.
+"""Train an allocator with MaskablePPO (sb3-contrib), plain PPO (SB3) or GRPO
+(``occ_gym.train.grpo``): ``occ-gym train``.
 
-A run trains on the env's ``fit`` split (``train`` less every 10th task) with ``n_envs``
+A run trains on the env's ``fit`` split (``train`` less its ``val`` tenth) with ``n_envs``
 Monitor-wrapped envs, evaluates on the ``val`` split (those tenth tasks, carved from ``train``,
 never trained on) every ``eval_freq`` steps (the same episodes each time), picks ``best.zip`` on
 those returns, scores both checkpoints on ``test`` at the end, and writes into its folder::
@@ -44,13 +45,15 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
+from torch.utils.tensorboard import SummaryWriter
 
 import occ_gym
 from occ_gym.evaluation import evaluate
 from occ_gym.hashing import env_hash, library_versions, stable_hash
 from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.policies.learned import RUN_FILE, LearnedPolicy
-from occ_gym.train.config import ALGORITHM_NAMES, VEC_ENVS, TrainConfig
+from occ_gym.train.config import VEC_ENVS, TrainConfig
+from occ_gym.train.grpo import GRPO
 from occ_gym.validation import positive_int
 from occ_gym.wrappers import IllegalActionPenalty
 
@@ -59,9 +62,8 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = dict(
-    zip(ALGORITHM_NAMES, (MaskablePPO, PPO), strict=True)
-)
+SB3_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"maskable_ppo": MaskablePPO, "ppo": PPO}
+ALGORITHMS: dict[str, type[Any]] = {**SB3_ALGORITHMS, "grpo": GRPO}
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 HYPERPARAMS_VERSION = 1
 RUN_KEYS = ("n_timesteps", "n_envs", "policy", "illegal_action_penalty")
@@ -128,7 +130,7 @@ def resolve(config: TrainConfig) -> ResolvedRun:
         raise TrainError(f"unknown algo {config.algo!r}; expected one of {sorted(ALGORITHMS)}")
     if config.vec_env not in VEC_ENVS:
         raise TrainError(f"unknown vec_env {config.vec_env!r}; expected one of {VEC_ENVS}")
-    if config.vec_env == "native" and config.algo != "maskable_ppo":
+    if config.vec_env == "native" and config.algo == "ppo":
         raise TrainError("vec_env native has no illegal-action wrapper: train maskable_ppo on it")
     hyperparams = {**hyperparameters(config.env_id, config.algo), **dict(config.overrides)}
     timesteps = config.timesteps if config.timesteps is not None else hyperparams["n_timesteps"]
@@ -143,8 +145,8 @@ def resolve(config: TrainConfig) -> ResolvedRun:
         positive_int(name, value, TrainError)
     hyperparams.update(n_timesteps=timesteps, n_envs=n_envs)
     algo_kwargs = {k: v for k, v in hyperparams.items() if k not in RUN_KEYS}
-    accepted = set(inspect.signature(ALGORITHMS[config.algo].__init__).parameters)
-    unknown = sorted(set(algo_kwargs) - accepted - {"policy", "env"})
+    accepted = set(inspect.signature(ALGORITHMS[config.algo]).parameters)
+    unknown = sorted(set(algo_kwargs) - accepted - {"policy", "env", "model", "split"})
     if unknown:
         raise TrainError(f"{config.algo} takes no hyperparameter(s) {unknown}")
     if "illegal_action_penalty" in hyperparams and config.algo != "ppo":
@@ -365,10 +367,22 @@ class RunResult:
 def train(
     config: TrainConfig, console: Console | None = None, command: str | None = None
 ) -> RunResult:
-    """Train as ``config`` says and write the run folder (see the module docstring)."""
+    """Train as ``config`` says and write the run folder (see the module docstring). Torch's
+    thread count is ``config.torch_threads`` while it trains, and the caller's again after."""
     run = resolve(config)
+    threads = torch.get_num_threads()
     torch.set_num_threads(config.torch_threads)
-    algorithm = ALGORITHMS[config.algo]
+    try:
+        if config.algo == "grpo":
+            return train_grpo(run, console, command)
+        return _train_sb3(run, console, command)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_sb3(run: ResolvedRun, console: Console | None, command: str | None) -> RunResult:
+    config = run.config
+    algorithm = SB3_ALGORITHMS[config.algo]
     envs = make_training_env(run, config.train_split, run.n_envs, run.out / "monitor")
     eval_env = make_training_env(run, config.eval_split, 1, None, seed_each_episode=True)
     envs.seed(config.seed)
@@ -427,6 +441,76 @@ def train(
     record = _run_record(run, model, curve, already, wall_seconds, command)
     (run.out / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return RunResult(run.out, model, record)
+
+
+def train_grpo(
+    run: ResolvedRun, console: Console | None = None, command: str | None = None
+) -> RunResult:
+    """``train`` for GRPO (``occ_gym.train.grpo``): its own update loop, the same run folder.
+
+    Every ``eval_every`` env steps (and after the last update) the policy plays the same
+    ``eval_episodes`` val episodes; ``best.zip`` keeps the best, ``last.zip`` the latest."""
+    config = run.config
+    model = None
+    if config.resume is not None:
+        single = gym.make(config.env_id, split=config.train_split, **config.env_kwargs)
+        model = MaskablePPO.load(config.resume, env=single, device="cpu")
+    trainer = GRPO(
+        config.env_id,
+        split=config.train_split,
+        env_kwargs=dict(config.env_kwargs),
+        seed=config.seed,
+        model=model,
+        **run.algo_kwargs,
+    )
+    eval_env = gym.make(config.env_id, **{**config.env_kwargs, "split": config.eval_split})
+    writer = SummaryWriter(str(run.out / "tb" / "run_1"))
+    already = trainer.model.num_timesteps
+    started = time.perf_counter()
+    curve: list[dict[str, float]] = []
+    next_eval = [already + config.eval_every]
+    best = [-np.inf]
+    console = console or Console(stderr=True)
+
+    def evaluate_now(grpo: GRPO) -> None:
+        point = grpo.evaluate(eval_env, config.eval_episodes, config.eval_seed)
+        curve.append(
+            {
+                "timesteps": int(grpo.model.num_timesteps),
+                "updates": grpo.updates,
+                "wall_seconds": round(time.perf_counter() - started, 2),
+                **point,
+            }
+        )
+        writer.add_scalar("eval/mean_reward", point["mean_return"], grpo.model.num_timesteps)
+        grpo.model.save(run.out / "last.zip")
+        if point["mean_return"] > best[0]:
+            best[0] = point["mean_return"]
+            grpo.model.save(run.out / "best.zip")
+        console.print(
+            f"GRPO {grpo.model.num_timesteps:,}/{run.timesteps:,} steps: "
+            f"val return {point['mean_return']:+.3f}"
+        )
+
+    def on_update(grpo: GRPO) -> None:
+        if grpo.model.num_timesteps >= next_eval[0]:
+            next_eval[0] += config.eval_every
+            evaluate_now(grpo)
+
+    try:
+        trainer.learn(run.timesteps, writer=writer, on_update=on_update)
+        if not curve or curve[-1]["updates"] != trainer.updates:
+            evaluate_now(trainer)
+        wall_seconds = time.perf_counter() - started
+        trainer.model.save(run.out / "last.zip")
+    finally:
+        trainer.close()
+        eval_env.close()
+        writer.close()
+    earlier = [] if config.resume is None else _earlier_curve(Path(config.resume).parent, already)
+    record = _run_record(run, trainer.model, earlier + curve, already, wall_seconds, command)
+    (run.out / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return RunResult(run.out, trainer.model, record)
 
 
 def _earlier_curve(folder: Path, resumed_at: int) -> list[dict[str, float]]:
