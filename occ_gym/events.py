@@ -9,11 +9,18 @@ protocol to a JSONL file:
 - ``tool_call``: each VERIFY: the verifier's latency, exit kind, tests passed and failed;
 - ``failure``: each failed VERIFY: its root category (syntax/build, import, semantic, timeout,
   resource, safety) and the evidence (the verifier's feedback);
+- ``recovery``: each REPAIR of a failed candidate, with the step of the failure its chain of
+  repairs answers, its number in that chain, and its outcome: the verdict of the VERIFY that
+  follows it, or ``unverified`` when the episode moves on (a fresh ATTEMPT, SUBMIT, the end);
 - ``run_stop``: success (hidden tests), outcome and early-stop reason, total tokens, compute,
   wall time, hidden tests passed and failed, steps, return.
 
-Every event carries ``event``, ``version``, ``run_id`` (one per episode), ``task_id``,
-``step_id`` and ``ts``; ``schemas/events.schema.json`` is the schema (``validate_event``).
+Training runs write ``optimizer_update`` events (``training_event``) to their run folder's
+``events.jsonl``: each held-out evaluation's config, metrics and checkpoint.
+
+Every event carries ``event``, ``version``, ``run_id`` (one per episode, or per training
+run), ``task_id``, ``step_id`` and ``ts``; ``schemas/events.schema.json`` is the schema
+(``validate_event``).
 An episode's events are written in one append and flushed to disk when it ends, so a killed
 run loses at most the episode in flight; ``read_events`` skips a torn last line with a warning.
 """
@@ -41,7 +48,7 @@ from occ_gym.hashing import canonical_json, env_hash, stable_hash
 from occ_gym.resources import package_file
 from occ_gym.verifier.verdict import FailureRoot
 
-EVENT_VERSION = 1
+EVENT_VERSION = 2
 SCHEMA_PATH = package_file("schemas", "events.schema.json")
 ROOT_OF_ERROR = {
     ErrorKind.SYNTAX: FailureRoot.SYNTAX,
@@ -88,6 +95,11 @@ class EventLogger(gym.Wrapper):
         self._run_id = uuid.uuid4().hex
         self._task_id = str(info.get("task_id", "unknown"))
         self._step_id, self._return, self._wall_ms = 0, 0.0, 0.0
+        self._failure_step: int | None = None
+        """The step of the failure the current candidate's repairs answer (None: no failure)."""
+        self._repairs = 0
+        self._pending: dict[str, Any] | None = None
+        """A REPAIR whose outcome is not known yet (no VERIFY since)."""
         self._add(
             "run_start",
             env_id=self.env_id,
@@ -121,9 +133,19 @@ class EventLogger(gym.Wrapper):
         if "illegal_action" in info:
             step["illegal_action"] = info["illegal_action"]
         self._add("step", **step)
+        action_name = info["action"]
+        if action_name != "VERIFY" and self._pending is not None:
+            self._recovered("unverified", None)
+        if action_name == "REPAIR" and "illegal_action" not in info and self._failure_step:
+            self._repairs += 1
+            self._pending = {"attempt": self._repairs, "tier": info["tier"]}
+        elif action_name.startswith("ATTEMPT") and "illegal_action" not in info:
+            self._failure_step, self._repairs = None, 0
         if "public_passed" in info:
             self._verification(info)
         if terminated or truncated:
+            if self._pending is not None:
+                self._recovered("unverified", None)
             self._stop(info)
         return obs, reward, terminated, truncated, info
 
@@ -144,6 +166,10 @@ class EventLogger(gym.Wrapper):
             tests_failed=total - passed,
         )
         error = ErrorKind[info["error_kind"].upper()]
+        if self._pending is not None:
+            self._recovered("passed" if error is ErrorKind.NONE else "failed", info["error_kind"])
+        if error is not ErrorKind.NONE and self._failure_step is None:
+            self._failure_step = self._step_id
         if error is not ErrorKind.NONE:
             self._add(
                 "failure",
@@ -153,6 +179,17 @@ class EventLogger(gym.Wrapper):
                 evidence=info.get("feedback", f"{passed}/{total} public tests passed")[
                     :EVIDENCE_CHARS
                 ],
+            )
+
+    def _recovered(self, outcome: str, error_kind: str | None) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._add(
+                "recovery",
+                failure_step=self._failure_step,
+                outcome=outcome,
+                error_kind=error_kind,
+                **pending,
             )
 
     def _stop(self, info: dict[str, Any]) -> None:
@@ -191,6 +228,26 @@ class EventLogger(gym.Wrapper):
                 **fields,
             }
         )
+
+
+def training_event(
+    path: str | Path, run_id: str, task_id: str, step_id: int, **fields: Any
+) -> dict[str, Any]:
+    """Append one ``optimizer_update`` event (``fields``: its schema's) to ``path``, checked
+    against the schema first, and return it."""
+    event = {
+        "event": "optimizer_update",
+        "version": EVENT_VERSION,
+        "run_id": run_id,
+        "task_id": task_id,
+        "step_id": step_id,
+        "ts": time.time(),
+        **json.loads(canonical_json(fields)),
+    }
+    validate_event(event, str(path))
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(event) + "\n")
+    return event
 
 
 @cache

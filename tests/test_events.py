@@ -150,3 +150,43 @@ def test_summaries_count_the_failure_taxonomy_and_the_cli_prints_them(tmp_path, 
     bad.write_text('{"event": "nope"}\n')
     assert cli_main(["events", "validate", str(bad)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().out
+
+
+def test_each_repair_of_a_failure_is_logged_with_its_outcome(tmp_path):
+    """VerifierGuided repairs a failed candidate until it passes: every REPAIR gets a recovery
+    event naming the failure it answers, its place in the chain, and the next VERIFY's verdict."""
+    path = tmp_path / "events.jsonl"
+    env = EventLogger(gym.make("OCC-Code-v1", split="test"), path)
+    evaluate(VerifierGuided(env, "cheap", max_tries=3), env, 30, seed=0)
+    runs = defaultdict(list)
+    for event in read_events(path):
+        runs[event["run_id"]].append(event)
+    recoveries = 0
+    for run in runs.values():
+        repairs = [e for e in run if e["event"] == "step" and e["action"] == "REPAIR"]
+        recovery = [e for e in run if e["event"] == "recovery"]
+        assert len(recovery) == len(repairs)
+        failures = {e["step_id"] for e in run if e["event"] == "failure"}
+        verdicts = {e["step_id"]: e["exit_kind"] for e in run if e["event"] == "tool_call"}
+        for number, event in enumerate(recovery, start=1):
+            assert event["failure_step"] in failures and event["attempt"] == number
+            if event["outcome"] != "unverified":  # logged at the VERIFY after the repair
+                kind = verdicts[event["step_id"]]
+                assert event["outcome"] == ("passed" if kind == "none" else "failed")
+                assert event["error_kind"] == kind
+        recoveries += len(recovery)
+    assert recoveries > 0, "the cheap tier fails and repairs in 30 problems"
+
+
+def test_training_writes_a_schema_valid_optimizer_update_per_evaluation(tmp_path):
+    from occ_gym.train.ppo import train
+    from tests.test_train import tiny_config
+
+    result = train(tiny_config(tmp_path / "run", "OCC-CodeSim-v0", "maskable_ppo"))
+    updates = list(read_events(result.out / "events.jsonl"))
+    curve = result.record["eval_curve"]
+    assert [e["event"] for e in updates] == ["optimizer_update"] * len(curve)
+    assert [e["timesteps"] for e in updates] == [p["timesteps"] for p in curve]
+    assert [e["metrics"]["mean_return"] for e in updates] == [p["mean_return"] for p in curve]
+    assert {e["checkpoint"] for e in updates} == {"last.zip"}
+    assert any(e["best"] for e in updates) and updates[0]["config"]["n_steps"] == 64

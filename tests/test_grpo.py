@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import occ_gym
+from occ_gym.events import read_events
 from occ_gym.policies.learned import load_policy
 from occ_gym.train.grpo import GRPO
 from occ_gym.train.ppo import TrainConfig, TrainError, train
@@ -49,6 +50,9 @@ def test_grpo_learns_on_each_env_and_writes_a_complete_run(grpo_run):
     for name in ("last", "best"):
         assert record["final_metrics"][name]["episodes"] == 5
     assert list((result.out / "tb").glob("run_*/events.out.tfevents.*"))
+    updates = list(read_events(result.out / "events.jsonl"))
+    assert [e["timesteps"] for e in updates] == [p["timesteps"] for p in record["eval_curve"]]
+    assert {e["algo"] for e in updates} == {"grpo"} and updates[0]["best"]
 
 
 def test_a_grpo_checkpoint_loads_and_never_takes_a_masked_action(grpo_run):

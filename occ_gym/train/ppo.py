@@ -11,6 +11,7 @@ those returns, scores both checkpoints on ``test`` at the end, and writes into i
       best.zip        the weights with the best ``val`` return (the final model included)
       run.json        config, cfg_hash, env_hash, seed, library versions, the ``val`` curve,
                       and both checkpoints' ``test`` metrics
+      events.jsonl    an ``optimizer_update`` event per evaluation (config, metrics, checkpoint)
       evaluations/    SB3's evaluation log (evaluations.npz)
       monitor/        one Monitor CSV per training env
       tb/             TensorBoard logs (``tensorboard --logdir runs/NAME/tb``)
@@ -27,9 +28,10 @@ import json
 import shlex
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import occ_gym
 from occ_gym.evaluation import evaluate
+from occ_gym.events import training_event
 from occ_gym.hashing import env_hash, library_versions, stable_hash
 from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.policies.learned import RUN_FILE, LearnedPolicy
@@ -70,6 +73,8 @@ RUN_KEYS = ("n_timesteps", "n_envs", "policy", "illegal_action_penalty")
 """Keys of a hyperparameter table that ``occ-gym train`` reads itself (the rest go to the
 algorithm's constructor)."""
 MONITOR_KEYWORDS = ("hidden_pass", "compute")
+EVENTS_FILE = "events.jsonl"
+"""The run folder's event log: one ``optimizer_update`` per held-out evaluation."""
 
 
 class TrainError(ValueError):
@@ -301,13 +306,39 @@ class SaveTo(BaseCallback):
         return True
 
 
+@dataclass
+class UpdateLog:
+    """Writes an ``optimizer_update`` event per held-out evaluation to the run's events.jsonl."""
+
+    run: ResolvedRun
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    written: int = 0
+
+    def write(self, point: dict[str, float], best: bool) -> None:
+        config = self.run.config
+        self.written += 1
+        training_event(
+            self.run.out / EVENTS_FILE,
+            self.run_id,
+            f"{config.env_id}/{config.eval_split}",
+            self.written,
+            algo=config.algo,
+            timesteps=int(point["timesteps"]),
+            updates=int(point["updates"]),
+            config=self.run.hyperparams,
+            metrics={k: v for k, v in point.items() if k not in ("timesteps", "updates")},
+            checkpoint="last.zip",
+            best=best,
+        )
+
+
 class HeldOutCurve(EvalCallback):
     """SB3's eval callback (or, mixed in first, sb3-contrib's maskable one) where every
     evaluation meets the same val episodes and appends (steps, gradient updates, wall seconds,
     return, hidden pass) to ``curve``."""
 
-    def init_curve(self, eval_seed: int, started: float) -> None:
-        self.eval_seed, self.started = eval_seed, started
+    def init_curve(self, eval_seed: int, started: float, log: UpdateLog) -> None:
+        self.eval_seed, self.started, self.log = eval_seed, started, log
         self.curve: list[dict[str, float]] = []
 
     def evaluate_final(self, model: BaseAlgorithm) -> None:
@@ -333,6 +364,7 @@ class HeldOutCurve(EvalCallback):
         evaluating = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0
         if evaluating:
             self.eval_env.seed(self.eval_seed)
+        best_before = self.best_mean_reward
         keep_going = super()._on_step()
         if evaluating:
             self.curve.append(
@@ -344,6 +376,7 @@ class HeldOutCurve(EvalCallback):
                     "hidden_pass_rate": float(np.mean(self._is_success_buffer)),
                 }
             )
+            self.log.write(self.curve[-1], best=self.best_mean_reward > best_before)
         return keep_going
 
 
@@ -414,7 +447,7 @@ def _train_sb3(run: ResolvedRun, console: Console | None, command: str | None) -
             verbose=0,
             warn=False,
         )
-        evaluator.init_curve(config.eval_seed, started)
+        evaluator.init_curve(config.eval_seed, started, UpdateLog(run))
         already = model.num_timesteps
         remaining = max(0, run.timesteps - already)
         callbacks = CallbackList(
@@ -470,6 +503,7 @@ def train_grpo(
     curve: list[dict[str, float]] = []
     next_eval = [already + config.eval_every]
     best = [-np.inf]
+    log = UpdateLog(run)
     console = console or Console(stderr=True)
 
     def evaluate_now(grpo: GRPO) -> None:
@@ -484,9 +518,11 @@ def train_grpo(
         )
         writer.add_scalar("eval/mean_reward", point["mean_return"], grpo.model.num_timesteps)
         grpo.model.save(run.out / "last.zip")
-        if point["mean_return"] > best[0]:
+        improved = point["mean_return"] > best[0]
+        if improved:
             best[0] = point["mean_return"]
             grpo.model.save(run.out / "best.zip")
+        log.write(curve[-1], best=improved)
         console.print(
             f"GRPO {grpo.model.num_timesteps:,}/{run.timesteps:,} steps: "
             f"val return {point['mean_return']:+.3f}"
