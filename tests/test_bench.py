@@ -49,7 +49,12 @@ def test_bench_writes_results_and_report_rerenders_them_exactly(tmp_path, capsys
         "--tune-episodes 32 --planner-episodes 2000 --router-episodes 2000"
     )
     # CodeSim shows no answer-side signal: no AutoMix and no answer-side router there.
-    assert set(results["fits"]) == {"TunedCascade", "Router(prompt only)", "ObservablePlanner"}
+    assert set(results["fits"]) == {
+        "TunedCascade",
+        "BestRoute",
+        "Router(prompt only)",
+        "ObservablePlanner",
+    }
     assert len(results["cfg_hash"]) == 16 and len(results["env_hash"]) == 16
     first = {name: (out / name).read_bytes() for name in OUTPUTS}
     for name in OUTPUTS:

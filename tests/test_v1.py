@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from occ_gym.baselines.best_of_n import BestOfNRule, BestRoute, tune_best_route
 from occ_gym.baselines.cascade import CascadeRule, ThresholdCascade, cascade_grid, tune_cascade
 from occ_gym.baselines.heuristic_occ import HeuristicOCC
 from occ_gym.baselines.planner import fit_planner
@@ -306,3 +307,36 @@ def test_automix_keeps_only_cascades_that_never_verify_and_heuristic_occ_may_abs
     heuristic = HeuristicOCC(env, on_exhausted="abstain")
     assert heuristic.name == "HeuristicOCC(abstain)"
     play_checking_masks(heuristic, env, episodes=20)
+
+
+def test_best_route_picks_a_best_of_n_rule_per_prompt_bucket_and_plays_legally():
+    fit = tune_best_route("OCC-Code-v1", episodes=200)
+    assert fit.rules_tried == len(V1_SUITE.tiers) * 4 * 2 and set(fit.rules) == set(range(10))
+    assert sum(fit.episodes_per_bucket.values()) == 200
+    env = gym.make("OCC-Code-v1", split="test")
+    play_checking_masks(BestRoute(env, fit.rules), env, episodes=20)
+    with pytest.raises(ValueError, match="missing"):
+        BestRoute(env, {0: BestOfNRule("cheap", 2)})
+    with pytest.raises(ValueError, match="never on test"):
+        tune_best_route("OCC-Code-v1", episodes=8, split="test")
+
+
+def test_best_of_n_stops_at_the_first_public_pass_and_draws_at_most_n(tmp_path):
+    """Hand-built table: cheap passes task 0's public tests, medium fails every task."""
+    kwargs = {"traces": str(hand_built_table(tmp_path)), "max_steps": 8}
+    env = gym.make("OCC-Code-v0", split="train", **kwargs)
+    layout, inner = env.unwrapped.action_layout, env.unwrapped
+    cheap, medium = layout.attempt("cheap"), layout.attempt("medium")
+    for tier, n, expected in (
+        ("cheap", 3, [cheap, layout.verify, layout.submit]),
+        ("medium", 2, [medium, layout.verify, medium, layout.verify, layout.abstain]),
+    ):
+        obs, _ = env.reset(seed=0, options={"task_index": 0})
+        policy = BestRoute(env, {b: BestOfNRule(tier, n) for b in range(10)})
+        taken, done = [], False
+        while not done:
+            action = int(policy.predict(obs, action_masks=inner.action_masks())[0])
+            taken.append(action)
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        assert taken == expected

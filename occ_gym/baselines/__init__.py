@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from occ_gym.baselines.base import BaselinePolicy, Policy
+from occ_gym.baselines.best_of_n import BestOfNRule, BestRoute, tune_best_route
 from occ_gym.baselines.cascade import CascadeRule, ThresholdCascade, tune_cascade
 from occ_gym.baselines.fixed_tier import FixedTier
 from occ_gym.baselines.heuristic_occ import HeuristicOCC
@@ -14,6 +15,8 @@ from occ_gym.baselines.verifier_guided import VerifierGuided
 
 __all__ = [
     "BaselinePolicy",
+    "BestOfNRule",
+    "BestRoute",
     "CascadeRule",
     "FixedTier",
     "HeuristicOCC",
@@ -26,6 +29,7 @@ __all__ = [
     "ThresholdCascade",
     "VerifierGuided",
     "fit_planner",
+    "tune_best_route",
     "tune_cascade",
     "tune_router",
 ]

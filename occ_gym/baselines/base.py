@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -10,6 +11,7 @@ import numpy as np
 
 from occ_gym.envs.code_env import occ_env
 from occ_gym.envs.layout import ActionLayout, ObservationLayout
+from occ_gym.envs.vector_env import occ_vector_env
 
 
 @runtime_checkable
@@ -79,3 +81,32 @@ class BaselinePolicy(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "class": type(self).__name__}
+
+
+class BatchRule(BaselinePolicy):
+    """A rule written in numpy over a whole batch: ``act`` is ``act_batch`` on one row."""
+
+    @abstractmethod
+    def act_batch(self, observations: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
+
+    def act(self, observation: np.ndarray, mask: np.ndarray) -> int:
+        return int(self.act_batch(observation[None], mask[None])[0])
+
+
+def play_batch(
+    venv: gym.vector.VectorEnv,
+    act: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    seed: int,
+) -> np.ndarray:
+    """The return of one episode in each sub-env of the native vector env ``venv``, reset with
+    ``seed``, ``act(observations, masks)`` choosing every step (so every rule played with the
+    same seed meets the same episodes: common random numbers)."""
+    inner = occ_vector_env(venv)
+    obs, _ = venv.reset(seed=seed)
+    returns = np.zeros(inner.num_envs)
+    done = np.zeros(inner.num_envs, dtype=bool)
+    while not done.all():
+        obs, reward, terminated, truncated, _ = venv.step(act(obs, inner.action_masks()))
+        returns += np.where(done, 0.0, reward)
+        done |= terminated | truncated
+    return returns

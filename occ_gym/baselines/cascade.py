@@ -15,12 +15,13 @@ import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from occ_gym.baselines.base import BaselinePolicy
+from occ_gym.baselines.base import BatchRule, play_batch
 from occ_gym.envs.layout import VERDICTS, ActionLayout, ObservationLayout
 from occ_gym.envs.vector_env import occ_vector_env
 
@@ -69,7 +70,7 @@ class CascadeRule:
         return ", ".join(parts)
 
 
-class ThresholdCascade(BaselinePolicy):
+class ThresholdCascade(BatchRule):
     """A ``CascadeRule`` as a policy, in numpy over a whole batch (for tuning)."""
 
     def __init__(self, env: gym.Env, rule: CascadeRule, name: str | None = None):
@@ -89,9 +90,6 @@ class ThresholdCascade(BaselinePolicy):
         return cascade_actions(
             self.rule, self._order, observations, masks, self.actions, self.observations
         )
-
-    def act(self, observation: np.ndarray, mask: np.ndarray) -> int:
-        return int(self.act_batch(observation[None], mask[None])[0])
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "rule": asdict(self.rule)}
@@ -166,15 +164,8 @@ def play_rules(venv: gym.vector.VectorEnv, rules: Sequence[CascadeRule], seed: i
     means = np.zeros(len(rules))
     for index, rule in enumerate(rules):
         order = np.array([actions.tier_index(t) for t in rule.order] + [-1])
-        obs, _ = venv.reset(seed=seed)
-        returns = np.zeros(inner.num_envs)
-        done = np.zeros(inner.num_envs, dtype=bool)
-        while not done.all():
-            chosen = cascade_actions(rule, order, obs, inner.action_masks(), actions, layout)
-            obs, reward, terminated, truncated, _ = venv.step(chosen)
-            returns += np.where(done, 0.0, reward)
-            done |= terminated | truncated
-        means[index] = returns.mean()
+        act = partial(cascade_actions, rule, order, actions=actions, layout=layout)
+        means[index] = play_batch(venv, act, seed).mean()
     return means
 
 

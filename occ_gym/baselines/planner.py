@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from occ_gym.baselines.base import BaselinePolicy
+from occ_gym.baselines.base import BatchRule
 from occ_gym.baselines.cascade import CascadeRule, ThresholdCascade, cascade_actions
 from occ_gym.envs.layout import ObservationLayout
 from occ_gym.envs.vector_env import occ_vector_env
@@ -151,7 +151,7 @@ def solve(
     return QTable(unique, values, visits, state_value)
 
 
-class ObservablePlanner(BaselinePolicy):
+class ObservablePlanner(BatchRule):
     """Plays the Q-table's best trusted legal action; the cascade where it trusts none."""
 
     def __init__(
@@ -172,9 +172,6 @@ class ObservablePlanner(BaselinePolicy):
 
     def act_batch(self, observations: np.ndarray, masks: np.ndarray) -> np.ndarray:
         return planned_actions(self, observations, masks)
-
-    def act(self, observation: np.ndarray, mask: np.ndarray) -> int:
-        return int(self.act_batch(observation[None], mask[None])[0])
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -25,13 +25,14 @@ import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from occ_gym.baselines.base import BaselinePolicy
+from occ_gym.baselines.base import BatchRule, play_batch
 from occ_gym.envs.layout import ANSWER_SIGNAL_FIELDS, VERDICTS, ActionLayout, ObservationLayout
 from occ_gym.envs.rules import FAILED
 from occ_gym.envs.vector_env import occ_vector_env
@@ -111,7 +112,7 @@ class RouterModels:
         return any(name in ANSWER_FIELDS for name in self.accept.fields)
 
 
-class LearnedRouter(BaselinePolicy):
+class LearnedRouter(BatchRule):
     """Route by predicted hidden pass, verify, accept by the accept model, else escalate."""
 
     def __init__(
@@ -146,9 +147,6 @@ class LearnedRouter(BaselinePolicy):
             self.actions,
             self.observations,
         )
-
-    def act(self, observation: np.ndarray, mask: np.ndarray) -> int:
-        return int(self.act_batch(observation[None], mask[None])[0])
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -367,23 +365,15 @@ def tune_router(
         ]
         means = np.zeros(len(settings_grid))
         for index, settings in enumerate(settings_grid):
-            obs, _ = venv.reset(seed=seed)
-            returns = np.zeros(inner.num_envs)
-            done = np.zeros(inner.num_envs, dtype=bool)
-            while not done.all():
-                chosen = router_actions(
-                    models,
-                    settings,
-                    relative_cost,
-                    obs,
-                    inner.action_masks(),
-                    inner.action_layout,
-                    inner.observation_layout,
-                )
-                obs, reward, terminated, truncated, _ = venv.step(chosen)
-                returns += np.where(done, 0.0, reward)
-                done |= terminated | truncated
-            means[index] = returns.mean()
+            act = partial(
+                router_actions,
+                models,
+                settings,
+                relative_cost,
+                actions=inner.action_layout,
+                layout=inner.observation_layout,
+            )
+            means[index] = play_batch(venv, act, seed).mean()
     finally:
         venv.close()
     best = int(np.argmax(means))

@@ -26,6 +26,7 @@ import numpy as np
 
 from occ_gym.baselines import FixedTier, HeuristicOCC, HindsightOracle, RandomPolicy, VerifierGuided
 from occ_gym.baselines.base import BaselinePolicy, Policy
+from occ_gym.baselines.best_of_n import BestRoute, tune_best_route
 from occ_gym.baselines.cascade import CascadeRule, ThresholdCascade, tune_cascade
 from occ_gym.baselines.planner import fit_planner
 from occ_gym.baselines.router import LearnedRouter, tune_router
@@ -33,6 +34,7 @@ from occ_gym.bench import stats
 from occ_gym.bench.findings import compute_findings
 from occ_gym.bench.labels import (
     AUTOMIX,
+    BEST_ROUTE,
     ORACLE,
     PLANNER,
     REFERENCE,
@@ -212,7 +214,7 @@ def _fitted(
     """Builders, by label, of the policies fitted on the train split at λ ``penalty``, each
     fitted once when first built (what fitting found goes into ``fits``): the tuned cascade,
     the AutoMix-style cascade and the answer-side router (on envs that show answer-side
-    signals), the prompt-only router, and the planner."""
+    signals), best-of-n routed by the prompt, the prompt-only router, and the planner."""
     kwargs: dict[str, Any] = {"oracle": {"compute_penalty": penalty}}
     rules: list[CascadeRule] = []
     made: dict[str, Policy] = {}
@@ -261,7 +263,17 @@ def _fitted(
 
         return build
 
-    builders: dict[str, Callable[[gym.Env, int], Policy]] = {TUNED_CASCADE: cascade}
+    def best_route(env: gym.Env, seed: int) -> Policy:
+        if BEST_ROUTE not in made:
+            fit = tune_best_route(config.env_id, episodes=config.tune_episodes, **kwargs)
+            fits[BEST_ROUTE] = fit.as_dict()
+            made[BEST_ROUTE] = BestRoute(env, fit.rules, name=BEST_ROUTE)
+        return made[BEST_ROUTE]
+
+    builders: dict[str, Callable[[gym.Env, int], Policy]] = {
+        TUNED_CASCADE: cascade,
+        BEST_ROUTE: best_route,
+    }
     if answer_side:
         builders[AUTOMIX] = automix
         builders[ROUTER] = router(ROUTER, True)
