@@ -90,7 +90,7 @@ class EventLogger(gym.Wrapper):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if self._run_id is not None:
-            self._stop({"outcome": "abandoned"})
+            self._abandon()
         obs, info = self.env.reset(seed=seed, options=options)
         self._run_id = uuid.uuid4().hex
         self._task_id = str(info.get("task_id", "unknown"))
@@ -133,26 +133,29 @@ class EventLogger(gym.Wrapper):
         if "illegal_action" in info:
             step["illegal_action"] = info["illegal_action"]
         self._add("step", **step)
-        action_name = info["action"]
-        if action_name != "VERIFY" and self._pending is not None:
+        action_name = info["action"]  # an illegal action's is IDLE: it changes nothing
+        if action_name not in ("VERIFY", "IDLE"):
             self._recovered("unverified", None)
-        if action_name == "REPAIR" and "illegal_action" not in info and self._failure_step:
+        if action_name == "REPAIR" and self._failure_step:
             self._repairs += 1
             self._pending = {"attempt": self._repairs, "tier": info["tier"]}
-        elif action_name.startswith("ATTEMPT") and "illegal_action" not in info:
+        elif action_name.startswith("ATTEMPT"):
             self._failure_step, self._repairs = None, 0
         if "public_passed" in info:
             self._verification(info)
         if terminated or truncated:
-            if self._pending is not None:
-                self._recovered("unverified", None)
+            self._recovered("unverified", None)
             self._stop(info)
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
         if self._run_id is not None and self._events:
-            self._stop({"outcome": "abandoned"})
+            self._abandon()
         super().close()
+
+    def _abandon(self) -> None:
+        self._recovered("unverified", None)
+        self._stop({"outcome": "abandoned"})
 
     def _verification(self, info: dict[str, Any]) -> None:
         passed, total = info["public_passed"], info["public_total"]

@@ -178,6 +178,29 @@ def test_each_repair_of_a_failure_is_logged_with_its_outcome(tmp_path):
     assert recoveries > 0, "the cheap tier fails and repairs in 30 problems"
 
 
+def test_a_repair_keeps_its_outcome_across_an_illegal_action_and_is_closed_on_reset(tmp_path):
+    from occ_gym.wrappers import IllegalActionPenalty
+
+    path = tmp_path / "events.jsonl"
+    env = EventLogger(IllegalActionPenalty(gym.make("OCC-Code-v1", split="test"), 0.1), path)
+    layout = env.unwrapped.action_layout
+    for seed in range(50):  # a task whose cheap candidate fails VERIFY
+        env.reset(seed=seed)
+        env.step(layout.attempt("cheap"))
+        if env.step(layout.verify)[4]["error_kind"] != "none":
+            break
+    env.step(layout.repair)
+    env.step(layout.repair)  # illegal: the repaired candidate is not verified yet
+    verdict = env.step(layout.verify)[4]["error_kind"]
+    env.step(layout.repair)
+    env.reset(seed=0)  # abandons the episode with that repair pending
+    env.close()
+    run = [e for e in read_events(path) if e["event"] == "recovery"][-2:]
+    assert [e["attempt"] for e in run] == [1, 2]
+    assert run[0]["outcome"] == ("passed" if verdict == "none" else "failed")
+    assert run[0]["error_kind"] == verdict and run[1]["outcome"] == "unverified"
+
+
 def test_training_writes_a_schema_valid_optimizer_update_per_evaluation(tmp_path):
     from occ_gym.train.ppo import train
     from tests.test_train import tiny_config

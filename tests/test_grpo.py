@@ -122,3 +122,6 @@ def test_grpo_refuses_what_it_cannot_run(tmp_path):
         GRPO("OCC-CodeSim-v0", group_size=1)
     with pytest.raises(TrainError, match=r"takes no hyperparameter\(s\) \['n_steps'\]"):
         train(tiny_config(tmp_path, "OCC-CodeSim-v0", overrides={"n_steps": 8}))
+    for key in ("seed", "split", "env_kwargs"):  # the run decides these, not --set
+        with pytest.raises(TrainError, match=rf"takes no hyperparameter\(s\) \['{key}'\]"):
+            train(tiny_config(tmp_path / key, "OCC-CodeSim-v0", overrides={key: 1}))

@@ -598,7 +598,7 @@ class SyntheticTaskSource:
         if not self.mix.validation_by_program:
             return index
         code = self.problem(index).reference.encode()
-        return int.from_bytes(hashlib.blake2b(code, digest_size=8, person=b"val").digest())
+        return int.from_bytes(hashlib.blake2b(code, digest_size=8, person=b"val").digest(), "big")
 
     def task(self, index: int) -> Task:
         problem = self.problem(index)

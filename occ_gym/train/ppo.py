@@ -151,7 +151,10 @@ def resolve(config: TrainConfig) -> ResolvedRun:
     hyperparams.update(n_timesteps=timesteps, n_envs=n_envs)
     algo_kwargs = {k: v for k, v in hyperparams.items() if k not in RUN_KEYS}
     accepted = set(inspect.signature(ALGORITHMS[config.algo]).parameters)
-    unknown = sorted(set(algo_kwargs) - accepted - {"policy", "env", "model", "split"})
+    # What the run itself decides (the env, its split, the seed, the model) is no hyperparameter.
+    decided = {"env_id", "env_kwargs", "split", "seed", "model", "device", "verbose"}
+    decided |= {"tensorboard_log"}
+    unknown = sorted(set(algo_kwargs) - (accepted - decided) - {"policy", "env"})
     if unknown:
         raise TrainError(f"{config.algo} takes no hyperparameter(s) {unknown}")
     if "illegal_action_penalty" in hyperparams and config.algo != "ppo":
@@ -488,6 +491,7 @@ def train_grpo(
     if config.resume is not None:
         single = gym.make(config.env_id, split=config.train_split, **config.env_kwargs)
         model = MaskablePPO.load(config.resume, env=single, device="cpu")
+        single.close()
     trainer = GRPO(
         config.env_id,
         split=config.train_split,
@@ -530,7 +534,8 @@ def train_grpo(
 
     def on_update(grpo: GRPO) -> None:
         if grpo.model.num_timesteps >= next_eval[0]:
-            next_eval[0] += config.eval_every
+            while next_eval[0] <= grpo.model.num_timesteps:  # an update may span several
+                next_eval[0] += config.eval_every
             evaluate_now(grpo)
 
     try:
