@@ -8,7 +8,8 @@ V1_TEST_TASKS ?= 1000
 V1_TRAIN_TASKS ?= 2000
 
 .PHONY: demo test test-all lint format clean models traces traces-v0 traces-v1-test \
-	traces-v1-train policies throughput docs health planner-selection grpo-selection
+	traces-v1-train policies throughput docs health planner-selection grpo-selection \
+	learner-seeds
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "occ-gym needs Python >= 3.10"; exit 1; }
@@ -49,6 +50,14 @@ planner-selection: $(STAMP)
 grpo-selection: $(STAMP)
 	$(BIN)/python benchmarks/grpo_selection.py
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/grpo_selection.md docs/training.md grpo-selection
+
+# GRPO and MaskablePPO over 5 training seeds each, best.zip on 1,000 test problems (about 20
+# minutes on 2 cores).
+learner-seeds: $(STAMP)
+	$(BIN)/python benchmarks/learner_seeds.py --algo grpo
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_grpo.md docs/training.md grpo-seeds
+	$(BIN)/python benchmarks/learner_seeds.py --algo maskable_ppo
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_maskable_ppo.md docs/training.md ppo-seeds
 
 # The benchmark's own health for both nano envs (the properties OCC-Code-v1 was designed to
 # have, met or not), into docs/health.md: from the shipped tables and the episodes of the two
@@ -147,6 +156,8 @@ docs: $(STAMP)
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/retry_cost.md docs/environment.md retry
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/ppo.md docs/training.md ppo
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/grpo_selection.md docs/training.md grpo-selection
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_grpo.md docs/training.md grpo-seeds
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_maskable_ppo.md docs/training.md ppo-seeds
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/verifier.md docs/verifier.md verifier
 
