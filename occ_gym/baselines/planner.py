@@ -55,29 +55,24 @@ class Discretiser:
         if "clauses" in names:
             clauses = np.rint(features[:, names.index("clauses")] * 4).astype(int)
             parts.append((np.clip(clauses, 0, 4), 5))
-        tried = np.rint(obs[:, layout["tier_attempts"]] * layout.max_steps).astype(int)
-        tried = np.minimum(tried, self.attempt_cap)
+        seen = layout.decode(obs)
+        tried = np.minimum(seen.attempts, self.attempt_cap)
         parts.extend((tried[:, k], self.attempt_cap + 1) for k in range(tried.shape[1]))
-        has = obs[:, at["has_candidate"].start] > 0.5
+        has = seen.has_candidate
         tier = np.where(has, np.argmax(obs[:, layout["candidate_tier"]], axis=1) + 1, 0)
         parts.append((tier, len(layout.tier_names) + 1))
-        parts.append((np.argmax(obs[:, layout["candidate_verdict"]], axis=1), 3))
+        parts.append((seen.verdict, 3))
         partial = obs[:, at["public_pass_fraction"].start]
         parts.append((np.where(partial >= 1.0 - 1e-6, 2, (partial > 0).astype(int)), 3))
-        rounds = np.rint(obs[:, at["context_length"].start] * max(1, layout.max_repair_rounds))
-        parts.append((rounds.astype(int), layout.max_repair_rounds + 1))
+        parts.append((seen.repair_round, layout.max_repair_rounds + 1))
         if "candidate_confidence" in at:
             confidence = obs[:, at["candidate_confidence"].start]
             buckets = np.searchsorted(np.array(self.confidence_edges), confidence, side="right")
             parts.append((np.where(has, buckets, 0), len(self.confidence_edges) + 1))
             parts.append(((obs[:, at["candidate_agrees"].start] > 0.5).astype(int), 2))
-        parts.append(((obs[:, at["best_public_fraction"].start] >= 1.0 - 1e-6).astype(int), 2))
-        parts.append((self.steps_left(obs, layout), layout.max_steps + 1))
+        parts.append((seen.best_passed.astype(int), 2))
+        parts.append((seen.steps_left, layout.max_steps + 1))
         return parts
-
-    def steps_left(self, obs: np.ndarray, layout: ObservationLayout) -> np.ndarray:
-        at = layout.fields["steps_left"].start
-        return np.rint(obs[:, at] * layout.max_steps).astype(int)
 
     def codes(self, obs: np.ndarray, layout: ObservationLayout) -> np.ndarray:
         code = np.zeros(len(obs), dtype=np.int64)
@@ -262,7 +257,7 @@ def fit_planner(
             # An ended episode's next observation is the next episode's first: done masks it.
             columns["s2"].append(discretiser.codes(next_obs, layout))
             columns["d"].append(fresh)
-            columns["left"].append(discretiser.steps_left(obs, layout))
+            columns["left"].append(layout.decode(obs).steps_left)
             columns["episode"].append(episode.copy())
             finished += int(fresh.sum())
             episode = np.where(fresh, episode.max() + 1 + np.cumsum(fresh), episode)
