@@ -9,7 +9,7 @@ V1_TRAIN_TASKS ?= 2000
 
 .PHONY: demo test test-all lint format clean models traces traces-v0 traces-v1-test \
 	traces-v1-train policies throughput docs health planner-selection grpo-selection \
-	learner-seeds
+	learner-seeds ppo-selection policies-v1
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "occ-gym needs Python >= 3.10"; exit 1; }
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Every policy on the held-out problems of both envs (5 seeds x 1000 problems each), the README's
-# tables from those runs, and last the OCC-Code-v0 leaderboard, re-rendered from results.json.
+# tables from those runs, and last the OCC-Code-v1 leaderboard, re-rendered from results.json.
 demo: $(STAMP)
 	$(BIN)/occ-gym bench --env OCC-CodeSim-v0 --out benchmarks/results/codesim
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/codesim/leaderboard.md docs/results.md codesim-bench
@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code-v1/leaderboard.md docs/results.md code-v1-bench
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/code-v1/findings.md docs/results.md code-v1-findings
 	$(MAKE) health
-	@echo "The MaskablePPO (shipped) rows use occ_gym/assets/policies; make policies retrains them."
+	@echo "The learned rows (MaskablePPO, GRPO) play occ_gym/assets/policies; make policies retrains them."
 	$(BIN)/occ-gym report benchmarks/results/code-v1
 
 # How the planner's settings were chosen: fitted on fit, played on val (about 6 minutes).
@@ -51,8 +51,14 @@ grpo-selection: $(STAMP)
 	$(BIN)/python benchmarks/grpo_selection.py
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/grpo_selection.md docs/training.md grpo-selection
 
-# GRPO and MaskablePPO over 5 training seeds each, best.zip on 1,000 test problems (about 20
-# minutes on 2 cores).
+# How MaskablePPO's OCC-Code-v1 recipe was chosen: 8 settings x 2 seeds trained on fit, two at a
+# time, scored on val (about 40 minutes on 2 cores).
+ppo-selection: $(STAMP)
+	$(BIN)/python benchmarks/ppo_selection.py
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/ppo_selection.md docs/training.md ppo-selection
+
+# The shipped GRPO and MaskablePPO seeds of OCC-Code-v1 (make policies), each on 1,000 test
+# problems, with the interval across seeds (about 1 minute).
 learner-seeds: $(STAMP)
 	$(BIN)/python benchmarks/learner_seeds.py --algo grpo
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_grpo.md docs/training.md grpo-seeds
@@ -112,14 +118,14 @@ traces-v1-train: $(STAMP)
 	$(BIN)/occ-gym record --suite nano-v1 --split train --tasks $(V1_TRAIN_TASKS) \
 		--out occ_gym/assets/traces/v1/train.parquet
 
-# Retrain the shipped allocators with the commands recorded in their run.json (about 2.5 minutes
-# each on 2 cores) and copy their last checkpoints into the package: OCC-Code-v1 at its own λ,
-# OCC-Code-v0 at its own λ and at the other λ of its cost-quality curve, and OCC-CodeSim-v0.
+# Retrain the shipped allocators with the commands recorded in their run.json and copy them into
+# the package: OCC-Code-v1's learners, 5 training seeds each (policies-v1), OCC-Code-v0 at its
+# own λ and at the other λ of its cost-quality curve, and OCC-CodeSim-v0 (their last
+# checkpoints; about 2.5 minutes each on 2 cores).
 SWEEP_LAMBDAS := 0.00025 0.001 0.002 0.004
-policies: $(STAMP)
-	rm -rf runs/shipped-OCC-Code-v1
-	$(BIN)/occ-gym train --env OCC-Code-v1 --seed 0 --out runs/shipped-OCC-Code-v1
-	$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-Code-v1 --dest occ_gym/assets/policies
+V1_LEARNERS := maskable_ppo grpo
+V1_SEEDS := 0 1 2 3 4
+policies: policies-v1
 	rm -rf runs/shipped-OCC-Code-v0
 	$(BIN)/occ-gym train --env OCC-Code-v0 --seed 0 --out runs/shipped-OCC-Code-v0
 	$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-Code-v0 --dest occ_gym/assets/policies
@@ -133,6 +139,18 @@ policies: $(STAMP)
 	rm -rf runs/shipped-OCC-CodeSim-v0
 	$(BIN)/occ-gym train --env OCC-CodeSim-v0 --seed 0 --out runs/shipped-OCC-CodeSim-v0
 	$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-CodeSim-v0 --dest occ_gym/assets/policies
+
+# OCC-Code-v1's learners with the recipes of its hyperparameter file, one run per seed, each
+# run's best.zip (chosen on val) shipped as <algo>/seed=<k>/ (about 25 minutes on 2 cores).
+policies-v1: $(STAMP)
+	rm -rf occ_gym/assets/policies/OCC-Code-v1
+	for algo in $(V1_LEARNERS); do for seed in $(V1_SEEDS); do \
+		rm -rf runs/shipped-OCC-Code-v1-$$algo-$$seed && \
+		$(BIN)/occ-gym train --env OCC-Code-v1 --algo $$algo --seed $$seed \
+			--out runs/shipped-OCC-Code-v1-$$algo-$$seed && \
+		$(BIN)/python -m occ_gym.policies.learned runs/shipped-OCC-Code-v1-$$algo-$$seed \
+			--dest occ_gym/assets/policies --seeded --checkpoint best.zip || exit 1; \
+	done; done
 
 # Speed and memory against Gymnasium's CartPole (about 4 minutes), and its table in docs/.
 throughput: $(STAMP)
@@ -156,6 +174,7 @@ docs: $(STAMP)
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/retry_cost.md docs/environment.md retry
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/ppo.md docs/training.md ppo
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/grpo_selection.md docs/training.md grpo-selection
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/ppo_selection.md docs/training.md ppo-selection
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_grpo.md docs/training.md grpo-seeds
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_maskable_ppo.md docs/training.md ppo-seeds
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput

@@ -1,28 +1,28 @@
-"""A learner's test return over several training seeds, with the interval across seeds.
+"""A shipped learner's test return over its training seeds, with the interval across seeds.
 
-    python benchmarks/learner_seeds.py [--env OCC-Code-v1] [--algo grpo] [--seeds 0 1 2 3 4]
+    python benchmarks/learner_seeds.py [--env OCC-Code-v1] [--algo grpo]
 
-Each seed is trained with the env's recipe (``occ-gym train --algo ALGO --seed k``: trained on
-``fit``, ``best.zip`` chosen on ``val``), then its ``best.zip`` plays the same ``--episodes``
-test problems (seed 0, as ``occ-gym bench``). The mean over seeds and its 95% t-interval go to
-``benchmarks/results/learner_seeds_<algo>.{json,md}``.
+``make policies`` trains each seed with the env's recipe (``occ-gym train --algo ALGO --seed
+k``: trained on ``fit``, ``best.zip`` chosen on ``val``) and ships its ``best.zip`` under
+``occ_gym/assets/policies/<env>/<algo>/seed=<k>/``. Here every shipped seed plays the same
+``--episodes`` test problems (seed 0, as ``occ-gym bench``'s first block); the mean over seeds
+and its 95% t-interval go to ``benchmarks/results/learner_seeds_<algo>.{json,md}``, with each
+seed's training time from its ``run.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from scipy import stats
 
 import occ_gym  # noqa: F401  (registers the ids)
+from occ_gym.bench.stats import t_interval
 from occ_gym.evaluation import evaluate
-from occ_gym.policies.learned import load_policy
-from occ_gym.train.ppo import TrainConfig, train
+from occ_gym.policies.learned import load_policy, shipped_seed_sets
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -31,39 +31,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="OCC-Code-v1")
     parser.add_argument("--algo", default="grpo")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    paths = shipped_seed_sets(args.env).get(args.algo)
+    if not paths:
+        raise SystemExit(f"no {args.algo} seeds shipped for {args.env}: run make policies")
     env = gym.make(args.env, split="test")
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for seed in args.seeds:
-            config = TrainConfig(
-                env_id=args.env, algo=args.algo, out=str(Path(scratch) / str(seed)), seed=seed
-            )
-            result = train(config)
-            policy = load_policy(result.out / "best.zip")
-            test = evaluate(policy, env, args.episodes, seed=0)
-            rows.append(
-                {
-                    "seed": seed,
-                    "test_return": round(test.mean_return, 4),
-                    "hidden_pass": round(test.hidden_pass_rate, 4),
-                    "compute": round(test.mean_compute, 1),
-                    "train_seconds": result.record["wall_seconds"],
-                }
-            )
-            print(rows[-1], flush=True)
+    for path in paths:
+        record = json.loads((path.parent / "run.json").read_text())
+        test = evaluate(load_policy(path), env, args.episodes, seed=0)
+        rows.append(
+            {
+                "seed": record["seed"],
+                "test_return": round(test.mean_return, 4),
+                "hidden_pass": round(test.hidden_pass_rate, 4),
+                "compute": round(test.mean_compute, 1),
+                "train_seconds": record["wall_seconds"],
+            }
+        )
+        print(rows[-1], flush=True)
     returns = np.array([row["test_return"] for row in rows])
-    half = (
-        float(stats.t.ppf(0.975, len(returns) - 1) * returns.std(ddof=1) / np.sqrt(len(returns)))
-        if len(returns) > 1
-        else float("nan")
-    )
+    low, high = t_interval(returns) if len(returns) > 1 else (float("nan"), float("nan"))
+    half = (high - low) / 2
     command = (
         f"python benchmarks/learner_seeds.py --env {args.env} --algo {args.algo} "
-        f"--seeds {' '.join(map(str, args.seeds))} --episodes {args.episodes}"
+        f"--episodes {args.episodes}"
     )
     document = {
         "command": command,
@@ -75,8 +69,9 @@ def main() -> None:
     stem = f"learner_seeds_{args.algo}"
     (args.out / f"{stem}.json").write_text(json.dumps(document, indent=1) + "\n")
     lines = [
-        f"`{args.algo}` on `{args.env}`, one run per seed with the env's recipe, each run's "
-        f"`best.zip` (chosen on val) on {args.episodes:,} test problems (seed 0):",
+        f"`{args.algo}` on `{args.env}`: the shipped seeds (one run per seed with the env's "
+        f"recipe, its `best.zip` chosen on val; `make policies`) on {args.episodes:,} test "
+        "problems (seed 0):",
         "",
         "| seed | test return | hidden pass | compute | training seconds |",
         "|---|---|---|---|---|",

@@ -59,6 +59,9 @@ class Attempt:
     public_outputs: str = ""
     """Digest of the outputs on the public inputs ("" unknown): equal means the candidates
     agree where the verifier looks."""
+    context_dropped: int = -1
+    """Earlier failed attempts of its chain left out of its context to fit the model's window
+    (0 for a fresh attempt or an uncut repair; -1: not recorded)."""
 
     @property
     def public_pass(self) -> bool:

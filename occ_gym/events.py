@@ -12,6 +12,9 @@ protocol to a JSONL file:
 - ``recovery``: each REPAIR of a failed candidate, with the step of the failure its chain of
   repairs answers, its number in that chain, and its outcome: the verdict of the VERIFY that
   follows it, or ``unverified`` when the episode moves on (a fresh ATTEMPT, SUBMIT, the end);
+- ``context_decision``: each REPAIR: how many of the candidate's earlier failed attempts its
+  context held and how many it left out to fit the model's window (null where the trace does
+  not record it), the context's tokens, and the rule that chose;
 - ``run_stop``: success (hidden tests), outcome and early-stop reason, total tokens, compute,
   wall time, hidden tests passed and failed, steps, return.
 
@@ -48,7 +51,9 @@ from occ_gym.hashing import canonical_json, env_hash, stable_hash
 from occ_gym.resources import package_file
 from occ_gym.verifier.verdict import FailureRoot
 
-EVENT_VERSION = 2
+EVENT_VERSION = 3
+CONTEXT_RULE = "drop the oldest failed attempts first; the prompt and the latest failure stay"
+"""How a repair context is cut to the window (``tiers.nano_card.fit_repair_context``)."""
 SCHEMA_PATH = package_file("schemas", "events.schema.json")
 ROOT_OF_ERROR = {
     ErrorKind.SYNTAX: FailureRoot.SYNTAX,
@@ -136,6 +141,8 @@ class EventLogger(gym.Wrapper):
         action_name = info["action"]  # an illegal action's is IDLE: it changes nothing
         if action_name not in ("VERIFY", "IDLE"):
             self._recovered("unverified", None)
+        if action_name == "REPAIR":
+            self._context_decision(info)
         if action_name == "REPAIR" and self._failure_step:
             self._repairs += 1
             self._pending = {"attempt": self._repairs, "tier": info["tier"]}
@@ -183,6 +190,19 @@ class EventLogger(gym.Wrapper):
                     :EVIDENCE_CHARS
                 ],
             )
+
+    def _context_decision(self, info: dict[str, Any]) -> None:
+        before, dropped = int(info["repair_round"]), int(info["context_dropped"])
+        known = dropped >= 0
+        self._add(
+            "context_decision",
+            tier=info["tier"],
+            failures_before=before,
+            kept=before - dropped if known else None,
+            dropped=dropped if known else None,
+            context_tokens=int(info.get("tokens_in", 0)),
+            rule=CONTEXT_RULE,
+        )
 
     def _recovered(self, outcome: str, error_kind: str | None) -> None:
         pending, self._pending = self._pending, None

@@ -236,3 +236,44 @@ def test_a_policy_that_never_submits_gets_no_delta_ibc(tmp_path):
     results = bench.run()
     numbers = next(e for e in results["entries"] if e["label"] == "AlwaysAbstain")["metrics"]
     assert numbers["delta_ibc"]["mean"] is None
+
+
+def test_a_learner_shipped_as_several_seeds_is_one_row_with_intervals_across_seeds(
+    tmp_path, monkeypatch
+):
+    """Seed block k plays training seed k; the row's interval and its findings' differences
+    are t-intervals over the blocks, not bootstraps over episodes."""
+    import occ_gym.policies.learned as learned
+    from occ_gym.bench.stats import t_interval
+
+    shipped = shipped_policy_path("OCC-CodeSim-v0")
+    record = json.loads((shipped.parent / "run.json").read_text())
+    for seed in (0, 1):
+        folder = tmp_path / "OCC-CodeSim-v0" / "maskable_ppo" / f"seed={seed}"
+        folder.mkdir(parents=True)
+        folder.joinpath("policy.zip").write_bytes(shipped.read_bytes())
+        folder.joinpath("run.json").write_text(json.dumps({**record, "seed": seed}))
+    monkeypatch.setattr(learned, "POLICIES_DIR", tmp_path)
+    assert learned.shipped_policies("OCC-CodeSim-v0") == []  # the seeds are no λ points
+    config = BenchConfig(env_id="OCC-CodeSim-v0", episodes=60, seeds=3, resamples=200, **TINY_FITS)
+    bench = Bench(config)
+    row = next(e for e in bench.entries if e.label == "MaskablePPO (2 seeds)")
+    assert row.learned and row.training_seeds == 2
+    env = bench.env
+    chosen = [row.build(env, seed).name for seed in config.seed_list]
+    assert chosen == [
+        "MaskablePPO (2 seeds)[0]",
+        "MaskablePPO (2 seeds)[1]",
+        "MaskablePPO (2 seeds)[0]",
+    ]
+    results = bench.run()
+    numbers = next(e for e in results["entries"] if e["label"] == row.label)["metrics"]["return"]
+    assert numbers["ci"] == pytest.approx(list(t_interval(numbers["per_seed"])))
+    finding = next(f for f in results["findings"] if f["key"] == "learned_vs_best_rule")
+    comparison = next(c for c in finding["comparisons"] if c["policy"] == row.label)
+    assert comparison["interval_over"] == "seeds"
+    rule = bench.logs[comparison["rule"]]["return"]
+    blocks = (bench.logs[row.label]["return"] - rule).reshape(3, -1).mean(axis=1)
+    assert comparison["ci"] == pytest.approx(list(t_interval(blocks)))
+    assert "seed blocks" in render_findings(results)
+    assert "t-intervals across the blocks" in render_leaderboard(results)

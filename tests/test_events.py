@@ -213,3 +213,48 @@ def test_training_writes_a_schema_valid_optimizer_update_per_evaluation(tmp_path
     assert [e["metrics"]["mean_return"] for e in updates] == [p["mean_return"] for p in curve]
     assert {e["checkpoint"] for e in updates} == {"last.zip"}
     assert any(e["best"] for e in updates) and updates[0]["config"]["n_steps"] == 64
+
+
+def test_each_repair_logs_what_its_context_kept(tmp_path):
+    """A context_decision per REPAIR: the failed attempts before it, how many its context held
+    (v1's tables record the cut: none of its contexts reached the window), and on OCC-Code-v0,
+    whose tables predate the column, null for "not recorded"."""
+    for env_id, recorded in (("OCC-Code-v1", True), ("OCC-Code-v0", False)):
+        path = tmp_path / f"{env_id}.jsonl"
+        env = EventLogger(gym.make(env_id, split="test"), path)
+        evaluate(VerifierGuided(env, "cheap", max_tries=3), env, 30, seed=0)
+        events = list(read_events(path))
+        repairs = [e for e in events if e["event"] == "step" and e["action"] == "REPAIR"]
+        decisions = [e for e in events if e["event"] == "context_decision"]
+        assert len(decisions) == len(repairs) > 0
+        for step, decision in zip(repairs, decisions, strict=True):
+            assert decision["step_id"] == step["step_id"]
+            assert decision["context_tokens"] == step["context_tokens"]
+            assert decision["failures_before"] >= 1
+            if recorded:
+                assert decision["dropped"] == 0
+                assert decision["kept"] == decision["failures_before"]
+            else:
+                assert decision["dropped"] is None and decision["kept"] is None
+        assert {d["failures_before"] for d in decisions} >= {1, 2}
+
+
+def test_a_repair_whose_context_was_cut_logs_what_it_left_out(tmp_path):
+    """OCC-Code-v0's table upgraded to record its cuts (the cheap tier's third repairs often
+    outgrow the window): the event names the failures kept and dropped."""
+    from occ_gym.tiers.nano_tier import traces_path
+    from occ_gym.traces.upgrade import upgrade_file
+
+    table = tmp_path / "v0-test.parquet"
+    table.write_bytes(traces_path("test").read_bytes())
+    upgrade_file(table)
+    path = tmp_path / "events.jsonl"
+    env = EventLogger(gym.make("OCC-Code-v0", split="test", traces=str(table)), path)
+    evaluate(VerifierGuided(env, "cheap", max_tries=4), env, 200, seed=0)
+    decisions = [e for e in read_events(path) if e["event"] == "context_decision"]
+    cut = [d for d in decisions if d["dropped"]]
+    assert cut, "some third repairs of the cheap tier are cut to fit"
+    for decision in decisions:
+        assert decision["kept"] + decision["dropped"] == decision["failures_before"]
+        assert decision["kept"] >= 1
+    assert all(d["failures_before"] == 3 for d in cut)

@@ -105,6 +105,7 @@ def _rows(path: Path) -> list[tuple]:
 
 def test_record_killed_with_sigkill_resumes_to_the_same_rows(tmp_path, verifier):
     reference = record(SMALL_PLAN, tmp_path / "reference.parquet", verifier=verifier)
+    assert set(read_table(reference).column("context_dropped").to_pylist()) == {0}
     interrupted = tmp_path / "interrupted.parquet"
     script = (
         "from pathlib import Path; from occ_gym.traces.record import RecordPlan, record; "
@@ -148,3 +149,61 @@ def test_record_refuses_to_run_without_out(capsys):
         main(["record", "--split", "test", "--tasks", "1"])
     assert raised.value.code == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_a_repair_context_drops_its_oldest_failures_to_fit():
+    from occ_gym.resources import MODELS_DIR
+    from occ_gym.tiers.nano_card import fit_repair_context, read_card
+
+    _, tokenizer, _ = read_card(MODELS_DIR / "cheap")
+    failures = [(f"    return {k}\n", f"expected {k + 1}") for k in range(4)]
+    whole, none_dropped = fit_repair_context(tokenizer, "def f(x):", failures)
+    assert none_dropped == 0
+    head = len(fit_repair_context(tokenizer, "def f(x):", [])[0])
+    turn = (len(whole) - head) // 4
+    for limit, dropped in ((len(whole), 0), (len(whole) - 1, 1), (head + turn, 3), (1, 3)):
+        context, cut = fit_repair_context(tokenizer, "def f(x):", failures, limit)
+        assert cut == dropped, limit
+        assert context == whole[:head] + whole[head + cut * turn :]  # the latest always stays
+
+
+def test_an_older_table_reads_context_dropped_as_not_recorded_and_upgrades_exactly(tmp_path):
+    """OCC-Code-v0's version 2 tables read with -1; the upgrade rebuilds each repair context
+    from the recorded candidates and feedback, finds the ones cut to the window, and refuses a
+    table whose recorded context lengths it cannot reproduce."""
+    from occ_gym.traces.upgrade import upgrade_file
+
+    assert set(read_table(traces_path("test")).column("context_dropped").to_pylist()) == {-1}
+    path = tmp_path / "v0-test.parquet"
+    path.write_bytes(traces_path("test").read_bytes())
+    cut = upgrade_file(path)
+    table = read_table(path)
+    assert table.schema.metadata[b"occ_gym.trace_version"] == b"4"
+    assert b"occ_gym.upgraded_from" not in table.schema.metadata
+    dropped = table.column("context_dropped").to_pylist()
+    rounds = table.column("repair_round").to_pylist()
+    assert min(dropped) == 0 and cut == sum(d > 0 for d in dropped) > 0
+    assert all(d == 0 or d < r for d, r in zip(dropped, rounds, strict=True))
+    assert upgrade_file(path) == 0  # already current: left as it is
+    tampered = tmp_path / "tampered.parquet"
+    column = table.schema.get_field_index("context_tokens")
+    lengths = pa.array([n + 1 for n in table.column("context_tokens").to_pylist()], pa.int32())
+    stale = table.set_column(column, TRACE_SCHEMA.field("context_tokens"), lengths)
+    metadata = {**stale.schema.metadata, b"occ_gym.trace_version": b"3"}
+    write_table(stale.drop_columns(["context_dropped"]).replace_schema_metadata(metadata), tampered)
+    with pytest.raises(TraceError, match="rebuilt context"):
+        upgrade_file(tampered)
+    assert read_table(tampered).schema.metadata[b"occ_gym.upgraded_from"] == b"3"
+
+
+def test_context_dropped_must_fit_its_round(tmp_path):
+    table = read_table(traces_path("test")).slice(0, 10)
+    rounds = table.column("repair_round").to_pylist()
+    bad = tmp_path / "bad.parquet"
+    values = pa.array([r + 1 for r in rounds], pa.int8())
+    column = table.schema.get_field_index("context_dropped")
+    broken = table.set_column(column, TRACE_SCHEMA.field("context_dropped"), values)
+    metadata = {**broken.schema.metadata, b"occ_gym.trace_version": b"4"}
+    write_table(broken.replace_schema_metadata(metadata), bad)
+    with pytest.raises(TraceError, match="context_dropped"):
+        read_table(bad)

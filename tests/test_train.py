@@ -21,8 +21,11 @@ from occ_gym.hashing import env_hash, stable_hash
 from occ_gym.policies.learned import (
     PolicyFileError,
     load_policy,
+    registered_compute_penalty,
+    ship_policy,
     shipped_policies,
     shipped_policy_path,
+    shipped_seed_sets,
 )
 from occ_gym.train.ppo import TrainConfig, TrainError, parse_override, resolve, train
 
@@ -286,7 +289,14 @@ def test_the_shipped_policies_match_the_shipped_env_and_play_legally(env_id):
     shipped = shipped_policies(env_id)
     penalties = [penalty for penalty, _ in shipped]
     assert len(set(penalties)) == len(penalties), "two shipped policies share a λ"
-    for penalty, path in shipped:
+    seed_sets = shipped_seed_sets(env_id)
+    for algo, paths in seed_sets.items():
+        records = [json.loads((path.parent / "run.json").read_text()) for path in paths]
+        assert [r["seed"] for r in records] == list(range(len(paths))) and len(paths) >= 5
+        assert all(r["algo"] == algo and r["shipped_checkpoint"] == "best.zip" for r in records)
+    own = registered_compute_penalty(env_id)
+    seeded = [(own, path) for paths in seed_sets.values() for path in paths]
+    for penalty, path in shipped + seeded:
         record = json.loads((path.parent / "run.json").read_text())
         assert set(record) >= RUN_FIELDS
         assert record["command"].startswith(f"occ-gym train --env {env_id} ")
@@ -360,3 +370,41 @@ def test_bench_refuses_a_policy_trained_for_another_env(tiny_run, tmp_path):
         ["bench", "--env", other, "--episodes", "2", "--seeds", "1", "--policy", str(result.out)]
     )
     assert code == 2
+
+
+def test_a_linear_schedule_is_written_as_rl_zoo_does_and_bad_ones_are_refused(tmp_path):
+    from stable_baselines3.common.utils import LinearSchedule
+
+    run = resolve(
+        replace(
+            tiny_config(tmp_path / "a", "OCC-CodeSim-v0", "maskable_ppo"),
+            overrides={**TINY, "learning_rate": "lin_1e-3"},
+        )
+    )
+    schedule = run.algo_kwargs["learning_rate"]
+    assert isinstance(schedule, LinearSchedule)
+    assert schedule(1.0) == pytest.approx(1e-3) and schedule(0.0) == 0.0
+    assert run.hyperparams["learning_rate"] == "lin_1e-3"  # run.json keeps the notation
+    for bad in ("fast", "lin_x", "lin_-1", "lin_inf"):
+        with pytest.raises(TrainError, match="lin_"):
+            resolve(
+                replace(
+                    tiny_config(tmp_path / bad, "OCC-CodeSim-v0", "maskable_ppo"),
+                    overrides={**TINY, "learning_rate": bad},
+                )
+            )
+    with pytest.raises(TrainError, match="schedules are for"):
+        resolve(
+            replace(
+                tiny_config(tmp_path / "g", "OCC-CodeSim-v0", "grpo"),
+                overrides={"learning_rate": "lin_1e-3"},
+            )
+        )
+
+
+def test_a_run_ships_as_one_training_seed_of_its_learner(tmp_path):
+    result = train(tiny_config(tmp_path / "run", "OCC-CodeSim-v0", "maskable_ppo", seed=3))
+    target = ship_policy(result.out, tmp_path / "policies", "best.zip", seeded=True)
+    assert target == tmp_path / "policies" / "OCC-CodeSim-v0" / "maskable_ppo" / "seed=3"
+    assert json.loads((target / "run.json").read_text())["shipped_checkpoint"] == "best.zip"
+    assert (target / "policy.zip").read_bytes() == (result.out / "best.zip").read_bytes()

@@ -87,3 +87,14 @@ def test_a_wheel_install_benches_with_the_shipped_policies(tmp_path):
     ]
     assert shipped, [e["label"] for e in results["entries"]]
     assert all(key.startswith("shipped:") for key in results["policy_digests"])
+    seeds = run(
+        [
+            str(fresh_python),
+            "-c",
+            "from occ_gym.policies.learned import shipped_seed_sets as s; "
+            "print({a: len(p) for a, p in s('OCC-Code-v1').items()})",
+        ],
+        outside,
+        env,
+    ).strip()
+    assert seeds == "{'grpo': 5, 'maskable_ppo': 5}", seeds

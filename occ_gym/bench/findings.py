@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from occ_gym.bench.labels import ORACLE, PLANNER, ROUTER, ROUTER_PROMPT_ONLY, TUNED_CASCADE
-from occ_gym.bench.stats import bootstrap_indices, bootstrap_interval
+from occ_gym.bench.stats import bootstrap_indices, bootstrap_interval, t_interval
 from occ_gym.envs.code_env import occ_env
 
 if TYPE_CHECKING:
@@ -70,6 +70,12 @@ def _learned(bench: Bench) -> list[str]:
     return [e.label for e in bench.entries if e.learned and e.headline]
 
 
+def _best_learned(bench: Bench) -> str | None:
+    """The learned headline policy with the highest mean return (the one findings describe)."""
+    learned = _learned(bench)
+    return max(learned, key=lambda label: bench.logs[label]["return"].mean()) if learned else None
+
+
 def _ci(values: np.ndarray, rng: np.random.Generator) -> list[float]:
     return list(bootstrap_interval(values, rng, resamples=1000))
 
@@ -79,10 +85,30 @@ def _verdict(interval: list[float], null: float = 0.0) -> str:
     return "higher" if low > null else "lower" if high < null else "indistinguishable"
 
 
+def _paired_difference(bench: Bench, a: str, b: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Entry ``a``'s return minus ``b``'s on the same episodes, with its 95% interval: a paired
+    bootstrap over episodes, or, when either entry is a learner over several training seeds,
+    a t-interval over the seed blocks' mean differences (so it holds the seeds' spread)."""
+    delta = bench.logs[a]["return"] - bench.logs[b]["return"]
+    seeds = max(e.training_seeds for e in bench.entries if e.label in (a, b))
+    if seeds > 1:
+        blocks = delta.reshape(len(bench.config.seed_list), -1).mean(axis=1)
+        interval, over = list(t_interval(blocks)), "seeds"
+    else:
+        interval, over = _ci(delta, rng), "episodes"
+    return {
+        "delta": float(delta.mean()),
+        "ci": interval,
+        "verdict": _verdict(interval),
+        "interval_over": over,
+    }
+
+
 def learned_vs_best_rule(
     evidence: Evidence,
 ) -> dict[str, Any] | None:
-    """Each learned policy's return against the best rule's, paired by episode."""
+    """Each learned policy's return against the best rule's (the best fitted or hand-made
+    baseline) and, when that is another, the tuned cascade's, paired by episode."""
     bench, rng = evidence.bench, evidence.rng
     learned = _learned(bench)
     rules = [
@@ -94,27 +120,33 @@ def learned_vs_best_rule(
         return None
     logs = bench.logs
     best = max(rules, key=lambda label: logs[label]["return"].mean())
+    versus = [best]
+    if TUNED_CASCADE in logs and best != TUNED_CASCADE:
+        versus.append(TUNED_CASCADE)
     comparisons = []
     for label in learned:
-        delta = logs[label]["return"] - logs[best]["return"]
-        interval = _ci(delta, rng)
-        comparisons.append(
-            {
-                "policy": label,
-                "return": float(logs[label]["return"].mean()),
-                "rule_return": float(logs[best]["return"].mean()),
-                "delta": float(delta.mean()),
-                "ci": interval,
-                "verdict": _verdict(interval),
-                "hidden_pass_delta": float(
-                    logs[label]["hidden_pass"].mean() - logs[best]["hidden_pass"].mean()
-                ),
-                "compute_delta": float(
-                    logs[label]["compute"].mean() - logs[best]["compute"].mean()
-                ),
-            }
-        )
-    return {"rule": best, "episodes": len(logs[best]["return"]), "comparisons": comparisons}
+        for rule in versus:
+            comparisons.append(
+                {
+                    "policy": label,
+                    "rule": rule,
+                    "return": float(logs[label]["return"].mean()),
+                    "rule_return": float(logs[rule]["return"].mean()),
+                    **_paired_difference(bench, label, rule, rng),
+                    "hidden_pass_delta": float(
+                        logs[label]["hidden_pass"].mean() - logs[rule]["hidden_pass"].mean()
+                    ),
+                    "compute_delta": float(
+                        logs[label]["compute"].mean() - logs[rule]["compute"].mean()
+                    ),
+                }
+            )
+    return {
+        "rule": best,
+        "episodes": len(logs[best]["return"]),
+        "seed_blocks": len(bench.config.seed_list),
+        "comparisons": comparisons,
+    }
 
 
 def planner_vs_tuned_cascade(evidence: Evidence) -> dict[str, Any] | None:
@@ -179,14 +211,14 @@ def _difficulty_bins(difficulty: np.ndarray) -> list[tuple[float, float, np.ndar
 def tier_tracks_difficulty(
     evidence: Evidence,
 ) -> dict[str, Any] | None:
-    """Does the learned policy's first tier rise with the task's (hidden) difficulty?
+    """Does the best learned policy's first tier rise with the task's (hidden) difficulty?
 
     Spearman's rho between difficulty and the first tier attempted, with a permutation test."""
     bench, rng = evidence.bench, evidence.rng
-    learned = _learned(bench)
-    if not learned:
+    policy = _best_learned(bench)
+    if policy is None:
         return None
-    log = bench.logs[learned[0]]
+    log = bench.logs[policy]
     chose = (log["first_tier"] >= 0) & np.isfinite(log["difficulty"])
     tiers, difficulty = log["first_tier"][chose], log["difficulty"][chose]
     if chose.sum() < MIN_CASES or len(np.unique(tiers)) < 2 or len(np.unique(difficulty)) < 2:
@@ -213,7 +245,7 @@ def tier_tracks_difficulty(
             }
         )
     return {
-        "policy": learned[0],
+        "policy": policy,
         "rho": rho,
         "p_value": p_value,
         "permutations": PERMUTATIONS,
@@ -225,14 +257,14 @@ def tier_tracks_difficulty(
 def where_learned_saves_compute(
     evidence: Evidence,
 ) -> dict[str, Any] | None:
-    """Per difficulty bin: the learned policy's compute and hidden pass against the reference's
+    """Per difficulty bin: the best learned policy's compute and hidden pass against the reference's
     on the same episodes; kept if it saves compute in at least one bin."""
     bench, results, rng = evidence.bench, evidence.results, evidence.rng
-    learned = _learned(bench)
+    policy = _best_learned(bench)
     reference = results["reference"]
-    if not learned or reference not in bench.logs:
+    if policy is None or reference not in bench.logs:
         return None
-    ours, theirs = bench.logs[learned[0]], bench.logs[reference]
+    ours, theirs = bench.logs[policy], bench.logs[reference]
     difficulty = ours["difficulty"]
     if not np.isfinite(difficulty).all():
         return None
@@ -255,7 +287,7 @@ def where_learned_saves_compute(
         )
     if not any(b["compute_saved_ci"][0] > 0 for b in bins):
         return None
-    return {"policy": learned[0], "reference": reference, "bins": bins}
+    return {"policy": policy, "reference": reference, "bins": bins}
 
 
 def _fixed_attempts(bench: Bench) -> dict[str, dict[str, np.ndarray]]:
@@ -437,16 +469,27 @@ def _render_learned_vs_best_rule(f: dict[str, Any]) -> str:
             "lower": "falls short of",
             "indistinguishable": "cannot be told apart from",
         }[c["verdict"]]
+        rule = c.get("rule", f["rule"])
+        which = f"the best rule, {rule}" if rule == f["rule"] else rule
         lines.append(
-            f"{c['policy']} {verb} the best rule, {f['rule']}, on return: {c['return']:+.3f} "
+            f"{c['policy']} {verb} {which}, on return: {c['return']:+.3f} "
             f"against {c['rule_return']:+.3f}, a difference of {c['delta']:+.3f} "
             f"({_interval_text(c['ci'], lambda v: f'{v:+.3f}')}); hidden pass "
             f"{c['hidden_pass_delta']:+.3f}, compute {c['compute_delta']:+.0f} units."
         )
-    test = (
-        f"*Test:* paired bootstrap of per-episode return differences over {f['episodes']} episodes."
-    )
-    return " ".join(lines) + f"\n{test}"
+    kinds = {c.get("interval_over", "episodes") for c in f["comparisons"]}
+    tests = []
+    if "episodes" in kinds:
+        tests.append(
+            f"paired bootstrap of per-episode return differences over {f['episodes']} episodes"
+        )
+    if "seeds" in kinds:
+        tests.append(
+            "for a learner over several training seeds, a t-interval over the "
+            f"{f.get('seed_blocks')} seed blocks' mean differences (block k plays training seed "
+            "k), so the spread between seeds is in it"
+        )
+    return " ".join(lines) + "\n*Test:* " + "; ".join(tests) + "."
 
 
 def _render_tier_tracks_difficulty(f: dict[str, Any]) -> str:

@@ -16,3 +16,9 @@ AUTOMIX = "AutoMix"
 """The best cascade that never verifies: it escalates on the tier's own confidence."""
 BEST_ROUTE = "BestRoute"
 """Best-of-n routed by the prompt (BEST-Route): a tier and a sample count per prompt bucket."""
+ALGORITHM_NAMES = {"maskable_ppo": "MaskablePPO", "ppo": "PPO", "grpo": "GRPO"}
+
+
+def seed_set_label(algo: str, seeds: int) -> str:
+    """The row of a learner shipped as several training seeds: ``MaskablePPO (5 seeds)``."""
+    return f"{ALGORITHM_NAMES.get(algo, algo)} ({seeds} seeds)"

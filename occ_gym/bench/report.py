@@ -133,6 +133,13 @@ def render_leaderboard(results: dict[str, Any]) -> str:
     seeds = results["seeds"]
     episodes = results["episodes"] * len(seeds)
     low, high = results["cost_range"]
+    seeded = [e["label"] for e in results["entries"] if e.get("training_seeds", 1) > 1]
+    across = (
+        f" Rows over several training seeds ({', '.join(seeded)}) play training seed k in "
+        "evaluation block k; their brackets are 95% t-intervals across the blocks."
+        if seeded
+        else ""
+    )
     return "\n".join(
         [
             f"**{results['env_id']}, {results['split']} split.** "
@@ -142,7 +149,7 @@ def render_leaderboard(results: dict[str, Any]) -> str:
             f"`{results['env_hash']}`. Each cell is the mean over {episodes} episodes and, in "
             "brackets, its 95% bootstrap interval. Compute is in cost units; regret is the "
             f"hindsight oracle's return minus the policy's; ΔIBC (AutoMix) is against "
-            f"{results['weak']} → {results['strong']}.",
+            f"{results['weak']} → {results['strong']}." + across,
             "",
             entry_table(results),
             "**Cost-quality curves.** Each policy traced over its knob (tier, retry count, cascade "

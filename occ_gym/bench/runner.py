@@ -8,14 +8,17 @@ entries trace a cost-quality curve.
 
 The results are plain numbers (``results.json``); ``occ_gym.bench.report`` turns them into the
 leaderboard, the Pareto plot and the findings. Every interval is a 95% percentile bootstrap
-over episodes, drawn once and shared by every entry, so differences stay paired.
+over episodes, drawn once and shared by every entry, so differences stay paired, except for a
+learner shipped as several training seeds: seed block k plays its k-th seed, and its intervals
+(and its differences with other entries, in the findings) are t-intervals across the blocks,
+so they hold the spread between training seeds.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,6 +45,7 @@ from occ_gym.bench.labels import (
     ROUTER_PROMPT_ONLY,
     SHIPPED,
     TUNED_CASCADE,
+    seed_set_label,
 )
 from occ_gym.envs.code_env import occ_env
 from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
@@ -116,6 +120,8 @@ class Entry:
     build: Callable[[gym.Env, int], Policy] = field(repr=False, compare=False)
     """A fresh policy for an env and an evaluation seed."""
     learned: bool = False
+    training_seeds: int = 1
+    """Training seeds behind the entry: above 1, seed block k plays the k-th (cycling)."""
 
     def describe(self) -> dict[str, Any]:
         data = asdict(self)
@@ -141,7 +147,7 @@ def bench_entries(
     """The rules over their knobs, the references fitted on the train split (the tuned
     cascade, the planner; what fitting found goes into ``fits``), the shipped policies over
     λ, the given policies, and the hindsight oracle at every λ any entry plays at."""
-    from occ_gym.policies.learned import load_policy, shipped_policies
+    from occ_gym.policies.learned import load_policy, shipped_policies, shipped_seed_sets
 
     inner = occ_env(env)
     tiers = inner.action_layout.tier_names
@@ -192,6 +198,11 @@ def bench_entries(
                 label, SHIPPED, "λ", trained_penalty, trained_penalty, default, _same(policy), True
             )
         )
+    for algo, paths in shipped_seed_sets(config.env_id).items():
+        label = seed_set_label(algo, len(paths))
+        policies = [load_policy(path, name=f"{label}[{k}]") for k, path in enumerate(paths)]
+        by_block = _by_seed_block(policies, config.seed_list)
+        entries.append(Entry(label, label, "", None, penalty, True, by_block, True, len(policies)))
     for path in config.policy_paths:
         policy = load_policy(path)
         policy.check_fits(env, str(path))
@@ -304,6 +315,13 @@ def _oracle(env: gym.Env, seed: int) -> Policy:
 
 def _same(policy: Policy) -> Callable[[gym.Env, int], Policy]:
     return lambda env, seed: policy
+
+
+def _by_seed_block(
+    policies: Sequence[Policy], seeds: list[int]
+) -> Callable[[gym.Env, int], Policy]:
+    """The k-th evaluation seed block meets the k-th policy (cycling over them)."""
+    return lambda env, seed: policies[seeds.index(seed) % len(policies)]
 
 
 class Bench:
@@ -429,10 +447,13 @@ class Bench:
         per_seed = self.config.episodes
         for name, draws in boot[entry.label].items():
             values = log[name]
+            blocks = values.reshape(-1, per_seed).mean(axis=1)
             numbers[name] = {
                 "mean": float(values.mean()),
-                "ci": _interval(draws),
-                "per_seed": [float(v) for v in values.reshape(-1, per_seed).mean(axis=1)],
+                "ci": _interval(draws)
+                if entry.training_seeds == 1
+                else [_finite(v) for v in stats.t_interval(blocks)],
+                "per_seed": [float(v) for v in blocks],
             }
 
         def point(columns: dict[str, Any], observed: bool) -> tuple[Any, Any]:

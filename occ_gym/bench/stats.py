@@ -12,7 +12,8 @@ point on the segment between them, and spending more never has to lower quality.
   recover x% of the gap (call-performance threshold).
 - ``delta_ibc``: AutoMix's incremental benefit per cost, relative to mixing weak and strong.
 - ``cost_cut_at``: FrugalGPT's cost saving at matched quality.
-- ``bootstrap_interval``: a percentile bootstrap interval of a mean.
+- ``bootstrap_interval``: a percentile bootstrap interval of a mean; ``t_interval``: Student's
+  t interval of the mean of a few seed-block means.
 """
 
 from __future__ import annotations
@@ -154,3 +155,18 @@ def bootstrap_interval(
     tail = (1.0 - confidence) / 2
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def t_interval(
+    values: Sequence[float] | np.ndarray, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Student's t interval of the mean of a few values (the means of seed blocks): with
+    several training seeds, the spread between them is the uncertainty that counts."""
+    from scipy import stats as scipy_stats
+
+    data = np.asarray(values, dtype=float)
+    if data.size < 2:
+        raise ValueError("a t interval needs at least two values")
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1)
+    half /= np.sqrt(data.size)
+    return float(data.mean() - half), float(data.mean() + half)

@@ -116,9 +116,11 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     ``score`` (the oracle's breakdown, a dict) and per-tier ``tier_attempts``,
     ``tier_public_passes`` and ``tier_compute``. Every step's ``info`` has ``action``, ``tier``,
     ``cost`` and ``verdict``; ATTEMPT and REPAIR add ``tokens_in`` (the context) and
-    ``tokens_out``; VERIFY adds ``error_kind``, ``public_passed``, ``public_total``, ``verify_ms``
-    (the sandbox's wall time; 0 for simulated tiers) and, on a failure with real code, the
-    verifier's ``feedback``.
+    ``tokens_out``, REPAIR ``repair_round`` and ``context_dropped`` (how many of the
+    ``repair_round`` earlier failed attempts its context left out to fit the model's window;
+    -1 where the trace does not record it); VERIFY adds ``error_kind``, ``public_passed``,
+    ``public_total``, ``verify_ms`` (the sandbox's wall time; 0 for simulated tiers) and, on a
+    failure with real code, the verifier's ``feedback``.
 
     ## Arguments
 
@@ -286,6 +288,10 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             key = ep.require_candidate_key()
             cost = self._generate(ep, key._replace(repair_round=key.repair_round + 1))
             info.update(tier=self.tier_names[key.tier], verdict="unverified", **ep.token_info())
+            repaired = ep.require_candidate()
+            info.update(
+                repair_round=repaired.repair_round, context_dropped=repaired.context_dropped
+            )
         elif action == layout.verify:
             cost = self.verifier_cost
             self._verify(ep, info)

@@ -24,7 +24,9 @@ RUN_FILE = "run.json"
 
 """Shipped policies: ``<env id>/policy.zip`` with the ``run.json`` of the run that made it,
 trained at the env's own compute weight λ; ``<env id>/lambda=<λ>/`` holds the same recipe
-trained at other λ (the points of its cost-quality curve)."""
+trained at other λ (the points of its cost-quality curve); ``<env id>/<algo>/seed=<k>/`` holds
+one training seed of a learner's recipe (its ``best.zip``, chosen on val), several seeds making
+one benchmark row."""
 MASKABLE_MODULE = "sb3_contrib.common.maskable.policies"
 
 
@@ -134,9 +136,23 @@ def _run_record_beside(path: Path) -> dict[str, Any] | None:
 
 
 def shipped_policy_path(env_id: str) -> Path | None:
-    """The policy this package ships for ``env_id`` at its own λ, if any."""
+    """The policy this package ships for ``env_id`` at its own λ, if any: its
+    ``policy.zip``, else the first seed of its shipped MaskablePPO seeds."""
     path = POLICIES_DIR / env_id / "policy.zip"
-    return path if path.is_file() else None
+    if path.is_file():
+        return path
+    seeds = shipped_seed_sets(env_id).get("maskable_ppo")
+    return seeds[0] if seeds else None
+
+
+def shipped_seed_sets(env_id: str) -> dict[str, list[Path]]:
+    """Every learner shipped for ``env_id`` as several training seeds: algo → its
+    ``policy.zip`` files by seed."""
+    found: dict[str, list[tuple[int, Path]]] = {}
+    for path in (POLICIES_DIR / env_id).glob("*/seed=*/policy.zip"):
+        seed = int(path.parent.name.removeprefix("seed="))
+        found.setdefault(path.parent.parent.name, []).append((seed, path))
+    return {algo: [path for _, path in sorted(runs)] for algo, runs in sorted(found.items())}
 
 
 def registered_compute_penalty(env_id: str) -> float:
@@ -153,7 +169,8 @@ def trained_compute_penalty(record: dict[str, Any]) -> float:
 def shipped_policies(env_id: str) -> list[tuple[float, Path]]:
     """Every policy shipped for ``env_id`` with the λ it was trained at, by λ."""
     found = []
-    for path in sorted((POLICIES_DIR / env_id).glob("**/policy.zip")):
+    folder = POLICIES_DIR / env_id
+    for path in sorted([*folder.glob("policy.zip"), *folder.glob("lambda=*/policy.zip")]):
         record = json.loads((path.parent / "run.json").read_text())
         found.append((trained_compute_penalty(record), path))
     return sorted(found)
@@ -173,13 +190,20 @@ def _short(path: Path) -> str:
     return "/".join(parts)
 
 
-def ship_policy(run_folder: Path, dest: Path, checkpoint: str = "last.zip") -> Path:
+def ship_policy(
+    run_folder: Path, dest: Path, checkpoint: str = "last.zip", seeded: bool = False
+) -> Path:
     """Copy a run's checkpoint and run.json under ``dest`` (the checkout's
-    ``occ_gym/assets/policies`` to re-make a shipped policy) as its env's policy."""
+    ``occ_gym/assets/policies`` to re-make a shipped policy) as its env's policy, or, when
+    ``seeded``, as one seed of its learner (``<env>/<algo>/seed=<k>/``)."""
     record = json.loads((run_folder / "run.json").read_text())
     target = dest / record["env_id"]
     penalty = trained_compute_penalty(record)
-    if penalty != registered_compute_penalty(record["env_id"]):
+    if seeded:
+        if penalty != registered_compute_penalty(record["env_id"]):
+            raise ValueError(f"{run_folder}: seeds are shipped at the env's own λ only")
+        target = target / record["algo"] / f"seed={record['seed']}"
+    elif penalty != registered_compute_penalty(record["env_id"]):
         target = target / f"lambda={penalty:g}"
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_folder / checkpoint, target / "policy.zip")
@@ -195,8 +219,11 @@ def main() -> None:
         "--dest", type=Path, required=True, help="e.g. occ_gym/assets/policies in a checkout"
     )
     parser.add_argument("--checkpoint", default="last.zip")
+    parser.add_argument(
+        "--seeded", action="store_true", help="ship as one training seed: <env>/<algo>/seed=<k>/"
+    )
     args = parser.parse_args()
-    print(f"shipped {ship_policy(args.run_folder, args.dest, args.checkpoint)}")
+    print(f"shipped {ship_policy(args.run_folder, args.dest, args.checkpoint, args.seeded)}")
 
 
 if __name__ == "__main__":

@@ -139,16 +139,28 @@ def repair_context(
     """``<bos> prompt`` then ``body <eos> <fb> feedback <eos>`` for each failed attempt.
 
     With a ``limit``, the oldest failures are left out until the context fits (the prompt and
-    the latest failure always stay).
+    the latest failure always stay): ``fit_repair_context`` says how many.
     """
+    return fit_repair_context(tokenizer, prompt, failures, limit)[0]
+
+
+def fit_repair_context(
+    tokenizer: CodeTokenizer,
+    prompt: str,
+    failures: Sequence[tuple[str, str]],
+    limit: int | None = None,
+) -> tuple[list[int], int]:
+    """``repair_context`` and the number of earlier failed attempts it left out to fit."""
     head = [BOS, *tokenizer.encode(prompt)]
     turns = [
         [*tokenizer.encode(body), EOS, FEEDBACK, *tokenizer.encode(feedback), EOS]
         for body, feedback in failures
     ]
+    dropped = 0
     while limit is not None and len(turns) > 1 and len(head) + sum(map(len, turns)) > limit:
         turns.pop(0)
-    return head + [token for turn in turns for token in turn]
+        dropped += 1
+    return head + [token for turn in turns for token in turn], dropped
 
 
 def attempt_seed(task_id: str, tier: str, sample: int, repair_round: int) -> int:

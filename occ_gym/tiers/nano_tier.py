@@ -25,6 +25,7 @@ from occ_gym.tiers.nano_card import (
     TEMPERATURE,
     attempt_flops,
     attempt_seed,
+    fit_repair_context,
     read_card,
     repair_context,
 )
@@ -65,8 +66,8 @@ def run_attempts(
 ) -> list[TraceRow]:
     """Write every request's body in batches, verify it on public and hidden tests, make rows."""
     tokenizer = model.tokenizer
-    contexts = [
-        repair_context(
+    fitted = [
+        fit_repair_context(
             tokenizer,
             r.problem.prompt,
             [(row.code, row.feedback) for row in r.history],
@@ -74,6 +75,7 @@ def run_attempts(
         )
         for r in requests
     ]
+    contexts = [context for context, _ in fitted]
     rounds = [r.repair_round for r in requests]
     seeds = [
         attempt_seed(r.problem.task_id, model.name, r.sample, r.repair_round) for r in requests
@@ -92,8 +94,8 @@ def run_attempts(
             hidden.append(verifier.submit(request.problem.candidate(attempt.body, hidden=True)))
         bodies += written
     rows = []
-    for request, context, attempt, wall_ms, public_future, hidden_future in zip(
-        requests, contexts, bodies, walls, public, hidden, strict=True
+    for request, (context, dropped), attempt, wall_ms, public_future, hidden_future in zip(
+        requests, fitted, bodies, walls, public, hidden, strict=True
     ):
         verdict, hidden_verdict = public_future.result(), hidden_future.result()
         rows.append(
@@ -121,6 +123,7 @@ def run_attempts(
                 logprob_mean=attempt.logprob_mean,
                 logprob_min=attempt.logprob_min,
                 public_outputs=verdict.outputs_digest(),
+                context_dropped=dropped,
             )
         )
     return rows

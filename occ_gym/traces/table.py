@@ -33,9 +33,14 @@ reads attempts from it, live mode generates the ones it lacks.
 | logprob_min       | float32 | log-probability of the least likely written token (nan: none)    |
 | public_outputs    | string  | digest of what the candidate returned on the public inputs ("" |
 |                   |         | when a test did not return): equal digests = agreeing candidates |
+| context_dropped   | int8    | earlier failed attempts of the chain the context left out to fit |
+|                   |         | the model's window (oldest first; -1: not recorded)              |
 
-Version 2 tables (no answer-side columns) still read: the three columns come back as nan, nan
-and "", which is what "not recorded" means.
+Older tables still read: version 2's missing answer-side columns come back as nan, nan and "",
+and versions 2 and 3 lack ``context_dropped``, which comes back as -1: "not recorded".
+``python -m occ_gym.traces.upgrade PATH`` rewrites a nano table as version 4, recomputing each
+repair's context from the recorded candidates and feedback (and refusing a table where that
+does not reproduce the recorded ``context_tokens``).
 """
 
 from __future__ import annotations
@@ -49,10 +54,10 @@ import pyarrow.parquet as pq
 
 from occ_gym.attempt import Attempt, ErrorKind
 
-TRACE_VERSION = "3"
+TRACE_VERSION = "4"
 """2 added ``verify_ms``; 3 the answer-side signals (``logprob_mean``, ``logprob_min``,
-``public_outputs``)."""
-READABLE_VERSIONS = ("2", TRACE_VERSION)
+``public_outputs``); 4 ``context_dropped``."""
+READABLE_VERSIONS = ("2", "3", TRACE_VERSION)
 TRACE_SCHEMA = pa.schema(
     [
         ("task_id", pa.string()),
@@ -78,10 +83,12 @@ TRACE_SCHEMA = pa.schema(
         ("logprob_mean", pa.float32()),
         ("logprob_min", pa.float32()),
         ("public_outputs", pa.string()),
+        ("context_dropped", pa.int8()),
     ]
 )
-ANSWER_SIGNAL_COLUMNS = ("logprob_mean", "logprob_min", "public_outputs")
-"""What version 3 added; a version 2 table reads with them as "not recorded"."""
+NOT_RECORDED = {"logprob_mean": float("nan"), "logprob_min": float("nan"), "public_outputs": ""}
+NOT_RECORDED["context_dropped"] = -1
+"""What an older table's missing columns read as."""
 KEY_COLUMNS = ("task_id", "tier", "sample", "repair_round")
 KINDS = {"fresh", "repair"}
 FLOPS_PER_COST_UNIT = 1e6
@@ -119,6 +126,7 @@ class TraceRow:
     logprob_mean: float = float("nan")
     logprob_min: float = float("nan")
     public_outputs: str = ""
+    context_dropped: int = -1
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -144,6 +152,7 @@ class TraceRow:
             logprob_mean=self.logprob_mean,
             logprob_min=self.logprob_min,
             public_outputs=self.public_outputs,
+            context_dropped=self.context_dropped,
         )
 
 
@@ -178,17 +187,20 @@ def read_table(path: Path) -> pa.Table:
 
 
 def upgraded(table: pa.Table, path: Path | str) -> pa.Table:
-    """A version 2 table with the answer-side columns added as "not recorded"; others as is."""
+    """An older table with the columns it lacks added as "not recorded" (``NOT_RECORDED``);
+    others as they are."""
     version = (table.schema.metadata or {}).get(b"occ_gym.trace_version", b"").decode()
-    if version != "2" or any(name in table.schema.names for name in ANSWER_SIGNAL_COLUMNS):
+    if version not in ("2", "3"):
         return table
+    missing = [name for name in NOT_RECORDED if name not in table.schema.names]
+    if version == "2" and len(missing) != len(NOT_RECORDED):
+        return table  # a version 2 table with some of version 3's columns: validation refuses
     rows = table.num_rows
-    for name in ANSWER_SIGNAL_COLUMNS:
+    for name in missing:
         field = TRACE_SCHEMA.field(name)
-        missing = "" if field.type == pa.string() else float("nan")
-        table = table.append_column(field, pa.array([missing] * rows, field.type))
+        table = table.append_column(field, pa.array([NOT_RECORDED[name]] * rows, field.type))
     metadata = {**(table.schema.metadata or {}), b"occ_gym.trace_version": TRACE_VERSION.encode()}
-    return table.replace_schema_metadata({**metadata, b"occ_gym.upgraded_from": b"2"})
+    return table.replace_schema_metadata({**metadata, b"occ_gym.upgraded_from": version.encode()})
 
 
 def validate_table(table: pa.Table, path: Path | str) -> None:
@@ -247,6 +259,11 @@ def _check_ranges(table: pa.Table, path: Path | str) -> None:
         problems[f"{total} < 1"] = pc.less(table.column(total), 1)
         passed = total.replace("total", "passed")
         problems[f"{passed} > {total}"] = pc.greater(table.column(passed), table.column(total))
+    dropped = table.column("context_dropped")
+    problems["context_dropped < -1"] = pc.less(dropped, -1)
+    problems["context_dropped >= repair_round"] = pc.and_(
+        pc.greater(dropped, 0), pc.greater_equal(dropped, table.column("repair_round"))
+    )
     fresh = pc.equal(table.column("kind"), "fresh")
     first = pc.equal(table.column("repair_round"), 0)
     problems["kind disagrees with repair_round"] = pc.not_equal(fresh, first)

@@ -46,6 +46,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 from torch.utils.tensorboard import SummaryWriter
 
@@ -72,6 +73,9 @@ HYPERPARAMS_VERSION = 1
 RUN_KEYS = ("n_timesteps", "n_envs", "policy", "illegal_action_penalty")
 """Keys of a hyperparameter table that ``occ-gym train`` reads itself (the rest go to the
 algorithm's constructor)."""
+SCHEDULED_KEYS = ("learning_rate", "clip_range")
+"""SB3 hyperparameters that may be written ``"lin_<start>"`` (RL Zoo's notation): decayed
+linearly from ``start`` to 0 over the run."""
 MONITOR_KEYWORDS = ("hidden_pass", "compute")
 EVENTS_FILE = "events.jsonl"
 """The run folder's event log: one ``optimizer_update`` per held-out evaluation."""
@@ -108,6 +112,20 @@ def parse_override(text: str) -> tuple[str, Any]:
     except tomllib.TOMLDecodeError:
         parsed = value.strip()
     return key.strip(), parsed
+
+
+def linear_schedule(key: str, text: str, algo: str) -> LinearSchedule:
+    """``"lin_3e-4"``: SB3's schedule from 3e-4 at the start to 0 at the end of training."""
+    if algo not in SB3_ALGORITHMS:
+        raise TrainError(f"{key}={text!r}: schedules are for {sorted(SB3_ALGORITHMS)}, not {algo}")
+    prefix, _, start = text.partition("lin_")
+    try:
+        value = float(start)
+    except ValueError:
+        value = float("nan")
+    if prefix or not 0 < value < float("inf"):
+        raise TrainError(f"{key}={text!r}: expected a number or 'lin_<start>' with start > 0")
+    return LinearSchedule(value, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,9 @@ def resolve(config: TrainConfig) -> ResolvedRun:
         positive_int(name, value, TrainError)
     hyperparams.update(n_timesteps=timesteps, n_envs=n_envs)
     algo_kwargs = {k: v for k, v in hyperparams.items() if k not in RUN_KEYS}
+    for key in SCHEDULED_KEYS:
+        if isinstance(algo_kwargs.get(key), str):
+            algo_kwargs[key] = linear_schedule(key, algo_kwargs[key], config.algo)
     accepted = set(inspect.signature(ALGORITHMS[config.algo]).parameters)
     # What the run itself decides (the env, its split, the seed, the model) is no hyperparameter.
     decided = {"env_id", "env_kwargs", "split", "seed", "model", "device", "verbose"}
