@@ -221,7 +221,9 @@ def headroom(env_id: str, bench_dir: Path) -> dict[str, Any]:
     episodes = pq.read_table(episodes_path, columns=["entry", "return"]).to_pydict()
     entry, values = np.array(episodes["entry"]), np.array(episodes["return"])
     learned = [
-        e for e in results["entries"] if e.get("learned") and e["label"].startswith("MaskablePPO (")
+        e
+        for e in results["entries"]
+        if e.get("learned") and e.get("headline") and e["label"].startswith("MaskablePPO (")
     ]
     labels = {**POLICIES, **({LEARNED: learned[0]["label"]} if learned else {})}
     seeds = learned[0].get("training_seeds", 1) if learned else 1
