@@ -47,7 +47,7 @@ from occ_gym.hashing import library_versions
 from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.tasks.synthetic import make_problem
 from occ_gym.tiers.nano import TIER_NAMES, NanoModel
-from occ_gym.tiers.nano_tier import AttemptRequest, run_attempts
+from occ_gym.tiers.nano_tier import AttemptRequest, NanoWriter, run_attempts
 from occ_gym.verifier import SandboxConfig, Verifier
 
 TARGETS = {
@@ -219,7 +219,7 @@ def live_speed(attempts: int) -> dict[str, Any]:
             model = NanoModel.load(name)
             requests = [AttemptRequest(problem, 0) for problem in problems]
             started = time.perf_counter()
-            run_attempts(model, requests, verifier)
+            run_attempts(NanoWriter(model), requests, verifier)
             results["attempts_per_second"][name] = attempts / (time.perf_counter() - started)
     results["attempts"] = attempts
     return results

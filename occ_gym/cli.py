@@ -1,6 +1,8 @@
 """The ``occ-gym`` command: ``bench`` compares policies on the same problems (``report``
 re-renders its outputs), ``train`` trains a PPO / MaskablePPO allocator, ``record`` records
-attempt traces, ``events`` checks and summarizes event logs."""
+attempt traces (of the nano suites, or of any pool on a task pack), ``pack`` exports task packs,
+``serve`` puts the nano tiers behind an OpenAI-compatible API, ``events`` checks and summarizes
+event logs."""
 
 from __future__ import annotations
 
@@ -77,14 +79,21 @@ def report(args: argparse.Namespace, console: Console) -> list[Path]:
 
 
 def record_traces(args: argparse.Namespace, console: Console) -> Path:
+    if args.pool:
+        return record_pool_traces(args, console)
     from rich.progress import Progress
 
     from occ_gym.traces.record import RecordPlan, record
 
+    tasks = args.tasks or "500"
+    if not tasks.isdigit() or int(tasks) < 1:
+        raise ValueError(
+            f"--tasks is a count of tasks >= 1 (a pack path needs --pool), got {tasks!r}"
+        )
     plan = RecordPlan.of(
         args.suite,
         args.split,
-        args.tasks,
+        int(tasks),
         samples=args.samples,
         repair_rounds=args.repair_rounds,
         chunk_size=args.chunk_size,
@@ -96,6 +105,59 @@ def record_traces(args: argparse.Namespace, console: Console) -> Path:
         record(plan, out, progress=lambda done, total: bar.update(job, completed=done))
     console.print(f"wrote {out}")
     return out
+
+
+def record_pool_traces(args: argparse.Namespace, console: Console) -> Path:
+    """``occ-gym record --pool POOL.toml --tasks PACK --out DIR``: DIR/traces.parquet."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from occ_gym.tasks.pack import read_pack
+    from occ_gym.tiers.pool import read_pool
+    from occ_gym.traces.record import RecordIncomplete, record_pool
+
+    if not args.tasks:
+        raise ValueError("record --pool needs --tasks PACK.jsonl (a task pack)")
+    pool = read_pool(args.pool)
+    problems = read_pack(args.tasks)
+    if args.limit:
+        problems = problems[: args.limit]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "traces.parquet"
+    samples = args.samples or 4
+    rounds = 2 if args.repair_rounds is None else args.repair_rounds
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} chunks"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        job = bar.add_task(
+            f"{len(pool.tiers)} tiers x {len(problems)} tasks x {samples} samples", total=None
+        )
+        try:
+            record_pool(
+                pool,
+                problems,
+                table,
+                samples,
+                rounds,
+                args.chunk_size,
+                progress=lambda done, total: bar.update(job, completed=done, total=total),
+            )
+        except RecordIncomplete as error:
+            console.print(f"[red]incomplete:[/red] {error}")
+            raise SystemExit(1) from None
+    console.print(f"wrote {table} ({pool.cost_unit} per cost unit)")
+    return table
 
 
 def train_allocator(args: argparse.Namespace, console: Console) -> Path:
@@ -137,6 +199,36 @@ def events_command(args: argparse.Namespace, console: Console) -> dict[str, Any]
     summary = summarize(events)
     console.print_json(json.dumps(summary))
     return summary
+
+
+def pack_command(args: argparse.Namespace, console: Console) -> Path:
+    """``occ-gym pack``: export a built-in task source as a task pack (JSONL)."""
+    from occ_gym.tasks.pack import humaneval_pack, synthetic_pack, write_pack
+
+    if args.source == "humaneval":
+        problems = humaneval_pack()[: args.tasks] if args.tasks else humaneval_pack()
+    else:
+        problems = synthetic_pack(args.split, args.tasks or 100, args.source)
+    out = write_pack(problems, args.out)
+    console.print(f"wrote {len(problems)} {args.source} problems to {out}")
+    return out
+
+
+def serve_command(args: argparse.Namespace, console: Console) -> None:
+    from occ_gym.integrations.serve import Faults, serve, shipped_tiers
+    from occ_gym.resources import MODELS_DIR
+
+    models_dir = Path(args.models) if args.models else MODELS_DIR
+    tiers = args.tier or shipped_tiers(models_dir)
+    faults = Faults(
+        status=args.fault_status,
+        hang_s=args.fault_hang_s,
+        malformed=args.fault_malformed,
+        count=args.fault_count,
+        served_name=args.served_name,
+    )
+    console.print(f"serving {', '.join(tiers)} on http://{args.host}:{args.port}/v1")
+    serve(args.host, args.port, tiers, models_dir, faults)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,10 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report_parser.add_argument("results_dir", help="a folder that occ-gym bench --out wrote")
     record_parser = commands.add_parser(
-        "record", help="run the nano tiers over a split and write a Parquet trace table"
+        "record",
+        help="run the nano tiers over a split, or a pool over a task pack, into a trace table",
     )
     record_parser.add_argument("--split", default="test", choices=["train", "test"])
-    record_parser.add_argument("--tasks", type=_positive_int, default=500)
+    record_parser.add_argument(
+        "--tasks",
+        help="how many tasks of the split (default 500); with --pool, a task pack (JSONL)",
+    )
+    record_parser.add_argument("--pool", help="a pool file (TOML): record its tiers")
+    record_parser.add_argument(
+        "--limit", type=_positive_int, help="with --pool: only the pack's first N tasks"
+    )
     record_parser.add_argument(
         "--suite",
         default="nano",
@@ -252,8 +352,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         help="the Parquet file to write or resume (never the shipped table by default: "
-        "make traces re-records those, explicitly)",
+        "make traces re-records those, explicitly); with --pool, a folder for traces.parquet",
     )
+    pack_parser = commands.add_parser(
+        "pack", help="export the synthetic tasks or HumanEval as a task pack (JSONL)"
+    )
+    pack_parser.add_argument(
+        "--source", default="synthetic", choices=["synthetic", "synthetic-v1", "humaneval"]
+    )
+    pack_parser.add_argument("--split", default="test", choices=["train", "test"])
+    pack_parser.add_argument(
+        "--tasks", type=_positive_int, help="how many (default: 100 synthetic, all HumanEval)"
+    )
+    pack_parser.add_argument("--out", required=True, help="the JSONL file to write")
+    serve_parser = commands.add_parser(
+        "serve", help="serve the nano tiers over an OpenAI-compatible HTTP API"
+    )
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument(
+        "--tier", action="append", default=[], help="a model to serve (default: every shipped one)"
+    )
+    serve_parser.add_argument("--models", help="a folder of model cards and weights")
+    faults = serve_parser.add_argument_group("faults", "misbehave on purpose (for fault tests)")
+    faults.add_argument("--fault-count", type=int, default=0, help="requests that get the fault")
+    faults.add_argument("--fault-status", type=int, default=0, help="answer this HTTP status")
+    faults.add_argument("--fault-hang-s", type=float, default=0.0, help="hang this long first")
+    faults.add_argument("--fault-malformed", action="store_true", help="answer broken JSON")
+    faults.add_argument("--served-name", default="", help="claim this model name in answers")
     return parser
 
 
@@ -279,6 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             report(args, console)
         elif args.command == "events":
             events_command(args, console)
+        elif args.command == "pack":
+            pack_command(args, console)
+        elif args.command == "serve":
+            serve_command(args, console)
     except (ValueError, TypeError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
         return 2

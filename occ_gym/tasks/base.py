@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from occ_gym.verifier.verdict import Candidate
+
 
 @dataclass(frozen=True, slots=True)
 class Task:
@@ -20,6 +22,25 @@ class Task:
     prompt_tokens: int
     difficulty: float | None = None
     """Latent difficulty in [0, 1] (simulated tasks only). Never part of an observation."""
+
+
+@runtime_checkable
+class CodeProblem(Protocol):
+    """A problem a tier writes code for: the prompt it continues and the tests that judge the
+    body it writes (a synthetic problem, or one from a task pack)."""
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def entry_point(self) -> str: ...
+
+    def candidate(
+        self, body: str, *, hidden: bool = False, cpu_s: float | None = None
+    ) -> Candidate: ...
 
 
 @runtime_checkable

@@ -398,6 +398,10 @@ class SyntheticProblem:
         return len(self.steps)
 
     @property
+    def entry_point(self) -> str:
+        return ENTRY_POINT
+
+    @property
     def difficulty(self) -> float:
         """(operations - 1) / 3, in [0, 1]."""
         return (self.operations - 1) / (MAX_OPERATIONS - 1)

@@ -11,14 +11,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from occ_gym.attempt import ANSWER_FIELDS, OUTCOME_FIELDS, Attempt
 from occ_gym.resources import MODELS_DIR
-from occ_gym.tasks.base import CARVED_SPLITS, Task
-from occ_gym.tasks.synthetic import SyntheticProblem, problem_for
+from occ_gym.tasks.base import CARVED_SPLITS, CodeProblem, Task
+from occ_gym.tasks.synthetic import problem_for
 from occ_gym.tiers.nano_card import (
     BODY_ESTIMATE_TOKENS,
     REPAIR_ESTIMATE_TOKENS,
@@ -40,7 +40,7 @@ from occ_gym.traces.table import (
 from occ_gym.verifier import Verifier
 
 if TYPE_CHECKING:
-    from occ_gym.tiers.nano import NanoModel, Written
+    from occ_gym.tiers.nano import NanoModel
 
 WRITE_BATCH = 64
 
@@ -49,7 +49,7 @@ WRITE_BATCH = 64
 class AttemptRequest:
     """One attempt to write: the problem, which sample, and the failed attempts before it."""
 
-    problem: SyntheticProblem
+    problem: CodeProblem
     sample: int
     history: tuple[TraceRow, ...] = ()
 
@@ -57,58 +57,109 @@ class AttemptRequest:
     def repair_round(self) -> int:
         return len(self.history)
 
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """The earlier candidates of the chain with the verifier's feedback on each."""
+        return [(row.code, row.feedback) for row in self.history]
+
+
+@dataclass(frozen=True)
+class WrittenAttempt:
+    """What a writer reports for one request: the body and what writing it took."""
+
+    body: str
+    context_tokens: int
+    new_tokens: int
+    flops: int
+    wall_ms: float
+    logprob_mean: float
+    logprob_min: float
+    context_dropped: int
+
+
+class Writer(Protocol):
+    """Who writes the bodies of one tier's attempts: a nano model here, or an endpoint
+    (``occ_gym.tiers.endpoint``). ``name`` is the tier's name in the trace and in each
+    attempt's sampling seed (``attempt_seed``)."""
+
+    name: str
+
+    def write(self, requests: Sequence[AttemptRequest]) -> list[WrittenAttempt]: ...
+
+
+class NanoWriter:
+    """A loaded nano model as a ``Writer``: the context cut to its window, seeded sampling."""
+
+    def __init__(self, model: NanoModel, temperature: float = TEMPERATURE, name: str = ""):
+        self.model = model
+        self.temperature = temperature
+        self.name = name or model.name
+
+    def write(self, requests: Sequence[AttemptRequest]) -> list[WrittenAttempt]:
+        model = self.model
+        fitted = [
+            fit_repair_context(model.tokenizer, r.problem.prompt, r.failures, model.context_limit)
+            for r in requests
+        ]
+        for request, (context, _) in zip(requests, fitted, strict=True):
+            if len(context) > model.context_limit:
+                raise ValueError(
+                    f"task {request.problem.task_id}: its prompt is {len(context)} tokens, and "
+                    f"tier {self.name} reads at most {model.context_limit}"
+                )
+        seeds = [
+            attempt_seed(r.problem.task_id, self.name, r.sample, r.repair_round) for r in requests
+        ]
+        started = time.perf_counter()
+        contexts = [context for context, _ in fitted]
+        rounds = [r.repair_round for r in requests]
+        written = model.write_scored(contexts, rounds, seeds, self.temperature)
+        wall_ms = 1000 * (time.perf_counter() - started) / max(len(written), 1)
+        return [
+            WrittenAttempt(
+                body=attempt.body,
+                context_tokens=len(context),
+                new_tokens=attempt.new_tokens,
+                flops=model.flops(len(context), attempt.new_tokens),
+                wall_ms=wall_ms,
+                logprob_mean=attempt.logprob_mean,
+                logprob_min=attempt.logprob_min,
+                context_dropped=dropped,
+            )
+            for (context, dropped), attempt in zip(fitted, written, strict=True)
+        ]
+
 
 def run_attempts(
-    model: NanoModel,
-    requests: Sequence[AttemptRequest],
-    verifier: Verifier,
-    temperature: float = TEMPERATURE,
+    writer: Writer, requests: Sequence[AttemptRequest], verifier: Verifier
 ) -> list[TraceRow]:
     """Write every request's body in batches, verify it on public and hidden tests, make rows."""
-    tokenizer = model.tokenizer
-    fitted = [
-        fit_repair_context(
-            tokenizer,
-            r.problem.prompt,
-            [(row.code, row.feedback) for row in r.history],
-            model.context_limit,
-        )
-        for r in requests
-    ]
-    contexts = [context for context, _ in fitted]
-    rounds = [r.repair_round for r in requests]
-    seeds = [
-        attempt_seed(r.problem.task_id, model.name, r.sample, r.repair_round) for r in requests
-    ]
-    bodies: list[Written] = []
-    walls: list[float] = []
+    written: list[WrittenAttempt] = []
     public, hidden = [], []
-    # Batch by batch, so the sandbox verifies one batch while the model writes the next.
+    # Batch by batch, so the sandbox verifies one batch while the next is written.
     for start in range(0, len(requests), WRITE_BATCH):
-        batch = slice(start, start + WRITE_BATCH)
-        started = time.perf_counter()
-        written = model.write_scored(contexts[batch], rounds[batch], seeds[batch], temperature)
-        walls += [1000 * (time.perf_counter() - started) / len(written)] * len(written)
-        for request, attempt in zip(requests[batch], written, strict=True):
+        batch = requests[start : start + WRITE_BATCH]
+        bodies = writer.write(batch)
+        for request, attempt in zip(batch, bodies, strict=True):
             public.append(verifier.submit(request.problem.candidate(attempt.body)))
             hidden.append(verifier.submit(request.problem.candidate(attempt.body, hidden=True)))
-        bodies += written
+        written += bodies
     rows = []
-    for request, (context, dropped), attempt, wall_ms, public_future, hidden_future in zip(
-        requests, fitted, bodies, walls, public, hidden, strict=True
+    for request, attempt, public_future, hidden_future in zip(
+        requests, written, public, hidden, strict=True
     ):
         verdict, hidden_verdict = public_future.result(), hidden_future.result()
         rows.append(
             TraceRow(
                 task_id=request.problem.task_id,
-                tier=model.name,
+                tier=writer.name,
                 kind="repair" if request.repair_round else "fresh",
                 sample=request.sample,
                 repair_round=request.repair_round,
-                context_tokens=len(context),
+                context_tokens=attempt.context_tokens,
                 new_tokens=attempt.new_tokens,
-                flops=model.flops(len(context), attempt.new_tokens),
-                wall_ms=wall_ms,
+                flops=attempt.flops,
+                wall_ms=attempt.wall_ms,
                 verify_ms=1000 * verdict.wall_s,
                 code=attempt.body,
                 public_passed=verdict.tests_passed,
@@ -117,13 +168,15 @@ def run_attempts(
                 hidden_total=hidden_verdict.tests_total,
                 exit_kind=verdict.exit_kind.value,
                 hidden_exit_kind=hidden_verdict.exit_kind.value,
-                failure_root="" if verdict.passed else verdict.failure_root.value,
+                failure_root=""
+                if verdict.passed or verdict.failure_root is None
+                else verdict.failure_root.value,
                 error_kind=verdict.error_kind.name.lower(),
                 feedback=verdict.feedback(),
                 logprob_mean=attempt.logprob_mean,
                 logprob_min=attempt.logprob_min,
                 public_outputs=verdict.outputs_digest(),
-                context_dropped=dropped,
+                context_dropped=attempt.context_dropped,
             )
         )
     return rows
@@ -216,8 +269,8 @@ class NanoTier:
             )
         history = tuple(self.row(task_id, sample, r) for r in range(repair_round))
         request = AttemptRequest(problem_for(task_id), sample, history)
-        model = self.live.model(self.name)
-        (written,) = run_attempts(model, [request], self.live.verifier, self.suite.temperature)
+        writer = NanoWriter(self.live.model(self.name), self.suite.temperature)
+        (written,) = run_attempts(writer, [request], self.live.verifier)
         self._written[key] = written
         return written
 

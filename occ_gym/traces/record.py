@@ -1,4 +1,5 @@
-"""``occ-gym record``: run the nano tiers over a task split and write a Parquet trace table.
+"""``occ-gym record``: run a suite's nano tiers over a task split, or any pool of tiers over a
+task pack (``record_pool``), and write a Parquet trace table.
 
 Work is cut into chunks of tasks. Each finished chunk is written as its own part file
 (atomically: a temporary file renamed into place), and at the end the parts are merged into the
@@ -19,9 +20,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from occ_gym.tasks.synthetic import SyntheticProblem, make_problem
+from occ_gym.resources import MODELS_DIR
+from occ_gym.tasks.base import CodeProblem
+from occ_gym.tasks.synthetic import make_problem
+from occ_gym.tiers.endpoint import EndpointError, EndpointWriter
 from occ_gym.tiers.nano import NanoModel
-from occ_gym.tiers.nano_tier import AttemptRequest, run_attempts
+from occ_gym.tiers.nano_tier import AttemptRequest, NanoWriter, Writer, run_attempts
+from occ_gym.tiers.pool import PoolSpec
 from occ_gym.tiers.suites import V0_SUITE, NanoSuite, suite_named
 from occ_gym.traces.table import TraceRow, read_table, rows_to_table, write_table
 from occ_gym.verifier import Verifier
@@ -84,23 +89,24 @@ class RecordPlan:
 
 
 def record_chunk(
-    problems: Sequence[SyntheticProblem],
-    models: Sequence[NanoModel],
-    plan: RecordPlan,
+    problems: Sequence[CodeProblem],
+    writers: Sequence[Writer],
+    samples: int,
+    repair_rounds: int,
     verifier: Verifier,
 ) -> list[TraceRow]:
     """Every tier's samples on ``problems``, then repair rounds of those that failed public."""
     rows: list[TraceRow] = []
-    for model in models:
-        chains: dict[tuple[str, int], tuple[SyntheticProblem, tuple[TraceRow, ...]]] = {
-            (p.task_id, s): (p, ()) for p in problems for s in range(plan.samples)
+    for writer in writers:
+        chains: dict[tuple[str, int], tuple[CodeProblem, tuple[TraceRow, ...]]] = {
+            (p.task_id, s): (p, ()) for p in problems for s in range(samples)
         }
-        for _ in range(plan.repair_rounds + 1):
+        for _ in range(repair_rounds + 1):
             requests = [
                 AttemptRequest(problem, sample, history)
                 for (_, sample), (problem, history) in chains.items()
             ]
-            written = run_attempts(model, requests, verifier, plan.spec.temperature)
+            written = run_attempts(writer, requests, verifier)
             rows.extend(written)
             chains = {
                 (row.task_id, row.sample): (request.problem, (*request.history, row))
@@ -112,6 +118,11 @@ def record_chunk(
     return rows
 
 
+class RecordIncomplete(RuntimeError):
+    """Some chunks could not be recorded (an endpoint kept failing): the table is not written,
+    the recorded parts are kept, and running the same recording again resumes."""
+
+
 def record(
     plan: RecordPlan,
     out: Path,
@@ -120,18 +131,124 @@ def record(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Record ``plan`` into ``out`` (a Parquet file), resuming from parts a killed run left."""
-    parts = out.with_name(out.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
     models = list(models) if models is not None else [NanoModel.load(name) for name in plan.tiers]
     # Parts of another plan, or written by other weights, must never mix with this run's rows.
     identity = {**_plan_json(plan), "models_sha256": {m.name: _weights_sha256(m) for m in models}}
+    metadata = {
+        "occ_gym.plan": json.dumps(_plan_json(plan)),
+        "occ_gym.temperature": str(plan.spec.temperature),
+        "occ_gym.suite": plan.suite,
+        "occ_gym.models_sha256": json.dumps(identity["models_sha256"]),
+    }
+
+    def problems(chunk: int) -> list[CodeProblem]:
+        first = chunk * plan.chunk_size
+        last = min(first + plan.chunk_size, plan.tasks)
+        return [make_problem(plan.split, i, plan.spec.tasks) for i in range(first, last)]
+
+    writers = [NanoWriter(model, plan.spec.temperature) for model in models]
+    rounds = (plan.samples, plan.repair_rounds)
+    return _record_parts(
+        out, identity, metadata, plan.chunks, problems, writers, rounds, verifier, progress
+    )
+
+
+def record_pool(
+    pool: PoolSpec,
+    problems: Sequence[CodeProblem],
+    out: Path,
+    samples: int = 4,
+    repair_rounds: int = 2,
+    chunk_size: int = 20,
+    verifier: Verifier | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Record every tier of ``pool`` on ``problems`` (a task pack's) into ``out``, resumably;
+    ``RecordIncomplete`` (after every chunk was tried) says which tasks are missing."""
+    if pool.cost != "flops":
+        raise ValueError(
+            f"{pool.source}: cost = {pool.cost!r} pools cannot be recorded yet (trace tables "
+            "count compute in FLOPs); declare parameters and use cost = 'flops'"
+        )
+    for name, value in (("samples", samples), ("chunk_size", chunk_size)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if repair_rounds < 0:
+        raise ValueError(f"repair_rounds must be >= 0, got {repair_rounds}")
+    pool.check_keys()  # an unset key variable fails here, before any request
+    writers = writers_for(pool)
+    pack = hashlib.sha256()
+    for problem in problems:
+        pack.update(repr(problem).encode())
+    settings = {"samples": samples, "repair_rounds": repair_rounds, "chunk_size": chunk_size}
+    identity = {
+        "pool": pool.identity(),
+        "pack_sha256": pack.hexdigest(),
+        "tasks": len(problems),
+        **settings,
+        "models_sha256": {
+            w.name: _weights_sha256(w.model) for w in writers if isinstance(w, NanoWriter)
+        },
+    }
+    metadata = {
+        "occ_gym.pool": json.dumps(pool.identity()),
+        "occ_gym.cost_unit": pool.cost_unit,
+        "occ_gym.record": json.dumps({**settings, "pack_sha256": pack.hexdigest()}),
+        "occ_gym.tiers": json.dumps([spec.name for spec in pool.tiers]),
+    }
+    chunks = -(-len(problems) // chunk_size)
+
+    def chunk_problems(chunk: int) -> list[CodeProblem]:
+        return list(problems[chunk * chunk_size : (chunk + 1) * chunk_size])
+
+    return _record_parts(
+        out,
+        identity,
+        metadata,
+        chunks,
+        chunk_problems,
+        writers,
+        (samples, repair_rounds),
+        verifier,
+        progress,
+    )
+
+
+def writers_for(pool: PoolSpec) -> list[Writer]:
+    """One writer per tier of the pool, in its order (nano models are loaded here)."""
+    writers: list[Writer] = []
+    for spec in pool.tiers:
+        if spec.kind == "nano":
+            models_dir = Path(spec.models_dir) if spec.models_dir else MODELS_DIR
+            model = NanoModel.load(spec.model, models_dir)
+            writers.append(NanoWriter(model, spec.temperature, spec.name))
+        else:
+            writers.append(EndpointWriter(spec, pool))
+    return writers
+
+
+def _record_parts(
+    out: Path,
+    identity: dict,
+    metadata: dict[str, str],
+    chunks: int,
+    problems: Callable[[int], list[CodeProblem]],
+    writers: Sequence[Writer],
+    rounds: tuple[int, int],
+    verifier: Verifier | None,
+    progress: Callable[[int, int], None] | None,
+) -> Path:
+    """Record chunk by chunk into part files beside ``out`` (skipping those a killed run left),
+    then merge them into ``out``; a chunk an endpoint keeps failing is left for a rerun."""
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
     plan_file = parts / "plan.json"
     if plan_file.exists():
         try:
             recorded = json.loads(plan_file.read_text())
         except ValueError:
             recorded = None
-        if recorded != identity:
+        if recorded != json.loads(json.dumps(identity)):
             raise ValueError(
                 f"{parts} holds parts of a different plan or models; remove it or match them"
             )
@@ -139,30 +256,34 @@ def record(
         temporary = plan_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(identity))
         temporary.replace(plan_file)
+    failed: list[tuple[list[str], str]] = []
     owned = verifier is None
     verifier = verifier or Verifier()
     try:
-        for chunk in range(plan.chunks):
+        for chunk in range(chunks):
             part = parts / f"part-{chunk:05d}.parquet"
             if not part.exists():
-                first = chunk * plan.chunk_size
-                problems = [
-                    make_problem(plan.split, i, plan.spec.tasks)
-                    for i in range(first, min(first + plan.chunk_size, plan.tasks))
-                ]
-                write_table(rows_to_table(record_chunk(problems, models, plan, verifier)), part)
+                chunk_problems = problems(chunk)
+                samples, repair_rounds = rounds
+                try:
+                    rows = record_chunk(chunk_problems, writers, samples, repair_rounds, verifier)
+                except EndpointError as error:
+                    failed.append(([p.task_id for p in chunk_problems], str(error)))
+                    continue
+                write_table(rows_to_table(rows), part)
             if progress is not None:
-                progress(chunk + 1, plan.chunks)
+                progress(chunk + 1, chunks)
     finally:
         if owned:
             verifier.close()
-    tables = [read_table(parts / f"part-{c:05d}.parquet") for c in range(plan.chunks)]
-    metadata = {
-        "occ_gym.plan": json.dumps(_plan_json(plan)),
-        "occ_gym.temperature": str(plan.spec.temperature),
-        "occ_gym.suite": plan.suite,
-        "occ_gym.models_sha256": json.dumps(identity["models_sha256"]),
-    }
+    if failed:
+        missing = [task for tasks, _ in failed for task in tasks]
+        raise RecordIncomplete(
+            f"{len(failed)} of {chunks} chunks were not recorded ({len(missing)} tasks, e.g. "
+            f"{', '.join(missing[:3])}); first error: {failed[0][1]}. The other chunks are kept "
+            f"in {parts}: run the same recording again to record the rest"
+        )
+    tables = [read_table(parts / f"part-{c:05d}.parquet") for c in range(chunks)]
     merged = pa.concat_tables(tables).replace_schema_metadata(
         {**(tables[0].schema.metadata or {}), **metadata}
     )
@@ -184,4 +305,4 @@ def _plan_json(plan: RecordPlan) -> dict:
     return {**asdict(plan), "tiers": list(plan.tiers)}
 
 
-__all__ = ["RecordPlan", "record", "record_chunk"]
+__all__ = ["RecordIncomplete", "RecordPlan", "record", "record_chunk", "record_pool", "writers_for"]
