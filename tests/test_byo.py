@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,7 +239,7 @@ parameters = 1000
         ('template = "fancy"', 8, "field template"),
         ("colour = 1", 8, "field colour: unknown"),
         ("layers = 4", 8, "field layers: the attention term needs both"),
-        ("temperature = -1.0", 8, "field temperature: must be finite and >= 0"),
+        ("temperature = -1.0", 8, "field temperature: must be finite, >= 0"),
     ],
 )
 def test_a_bad_pool_field_is_refused_naming_file_line_and_field(tmp_path, extra, line, named):
@@ -397,3 +399,96 @@ def test_the_cli_exports_a_pack_and_records_a_pool_on_it(server, tmp_path):
     assert main([*arguments, "--samples", "1", "--repair-rounds", "0"]) == 0
     assert {k[0] for k in rows(out / "traces.parquet")} == {p.task_id for p in read_pack(pack)}
     assert main(["record", "--tasks", str(pack), "--out", str(out / "x.parquet")]) == 2
+
+
+def test_seeds_go_out_signed_as_vllm_accepts_them_and_come_back_unsigned():
+    from occ_gym.tiers.endpoint import signed_seed
+
+    assert signed_seed(2**64 - 1) == -1
+    assert signed_seed(2**63) == -(2**63)
+    assert signed_seed(2**63 - 1) == 2**63 - 1
+    assert all(-(2**63) <= signed_seed(s) < 2**63 for s in (0, 2**63, 2**64 - 1))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"repair_round": -1},
+        {"repair_round": 10**23},
+        {"seed": 2**64},
+        {"temperature": -0.5},
+        {"top_p": 2.0},
+        {"n": 2},
+        {"prompt": [10**9]},
+        {"prompt": ["a", "b"]},
+        {"echo": True},
+    ],
+)
+def test_the_server_refuses_what_it_cannot_honour_with_a_400(server, change):
+    body = {"model": "cheap", "prompt": "def f(x):\n", "max_tokens": 8, **change}
+    request = urllib.request.Request(
+        f"{server}/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=30)
+    assert error.value.code == 400
+    assert "message" in json.loads(error.value.read())["error"]
+
+
+def test_a_pack_with_sets_has_the_same_identity_under_any_hash_seed(tmp_path):
+    path = tmp_path / "pack.jsonl"
+    hidden = [{"args": "({'b', 'a', 'c'},)", "expected": "{'x', 'y'}"}]
+    path.write_text(json.dumps({**GOOD, "hidden_tests": hidden}) + "\n")
+    script = (
+        "import sys; from occ_gym.tasks.pack import read_pack; "
+        "from occ_gym.traces.record import problem_digest_text; "
+        "print(problem_digest_text(read_pack(sys.argv[1])[0]))"
+    )
+    texts = {
+        subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(texts) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ('api_key_env = "sk-abc123-secret"', "field api_key_env: must be the NAME"),
+        (
+            "max_tokens = 99999999999999999999999",
+            "field max_tokens: must be finite, >= 0 and < 2**63",
+        ),
+        ("top_p = 7.0", "field top_p"),
+    ],
+)
+def test_pool_values_that_would_leak_a_key_or_overflow_are_refused(tmp_path, extra, named):
+    path = tmp_path / "pool.toml"
+    path.write_text(POOL.format(extra=extra).replace("[[tiers]]", "[[tiers]]  # cheapest first"))
+    with pytest.raises(PoolError) as error:
+        read_pool(path)
+    assert f"{path}, line 8, {named}" in str(error.value)
+    assert "secret" not in str(error.value)
+
+
+def test_a_base_url_with_credentials_or_a_cost_that_is_not_a_name_is_refused(tmp_path):
+    path = tmp_path / "pool.toml"
+    path.write_text(POOL.format(extra="").replace("127.0.0.1:9", "user:secret@127.0.0.1:9"))
+    with pytest.raises(PoolError, match="field base_url: holds credentials") as error:
+        read_pool(path)
+    assert "secret" not in str(error.value)
+    path.write_text(POOL.format(extra="").replace('"flops"', '["flops"]'))
+    with pytest.raises(PoolError, match="line 1, field cost"):
+        read_pool(path)
+
+
+def test_transport_settings_stay_out_of_the_plan_so_a_resume_may_raise_the_timeout():
+    spec = endpoint_tier("cheap", "http://127.0.0.1:9/v1")
+    patient = endpoint_tier("cheap", "http://127.0.0.1:9/v1", timeout_s=600.0, max_retries=9)
+    assert pool_of(spec).identity() == pool_of(patient).identity()

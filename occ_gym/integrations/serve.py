@@ -19,6 +19,7 @@ Needs the ``serve`` extra (FastAPI, uvicorn) and torch.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -102,6 +103,10 @@ class ChatBody(_Body):
     max_completion_tokens: int | None = None
 
 
+MAX_REPAIR_ROUND = 1000
+"""Rounds past the model's last repair embedding share it; this only bounds the field."""
+
+
 class RequestError(ValueError):
     """A request the server refuses with a 400."""
 
@@ -141,11 +146,11 @@ class NanoServer:
         if body.n != 1:
             raise RequestError("n must be 1 (one sample per request)")
         if body.top_p != 1.0:
-            raise RequestError("top_p < 1 is not supported by the nano tiers")
+            raise RequestError("top_p other than 1 is not supported by the nano tiers")
         if body.stop:
             raise RequestError("stop sequences are not supported (a body ends at <eos>)")
-        if body.temperature < 0:
-            raise RequestError("temperature must be >= 0")
+        if not (math.isfinite(body.temperature) and 0 <= body.temperature <= 100):
+            raise RequestError("temperature must be finite, in [0, 100]")
         room = model.config.block_size - len(context)
         budget = min(MAX_NEW_TOKENS if max_tokens is None else max_tokens, room)
         if max_tokens is not None and max_tokens < 1:
@@ -156,10 +161,13 @@ class NanoServer:
                 f"{model.config.block_size - 1}"
             )
         seed = body.seed if body.seed is not None else int(np.random.default_rng().integers(2**63))
-        if not 0 <= seed < 2**64:
-            raise RequestError("seed must be in [0, 2**64)")
-        uniforms = np.random.default_rng(seed).random(budget)[None]
+        if not -(2**63) <= seed < 2**64:
+            raise RequestError("seed must be in [-2**63, 2**64)")
+        # A negative seed is the signed form of an unsigned one (endpoint.signed_seed).
+        uniforms = np.random.default_rng(seed % 2**64).random(budget)[None]
         round_ = body.repair_round if body.repair_round is not None else context.count(FEEDBACK)
+        if not 0 <= round_ <= MAX_REPAIR_ROUND:
+            raise RequestError(f"repair_round must be in [0, {MAX_REPAIR_ROUND}]")
         with self.locks[body.model]:
             ((ids, scores),) = model.network.generate(
                 [context], [round_], uniforms, body.temperature

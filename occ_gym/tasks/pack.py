@@ -28,6 +28,8 @@ import ast
 import copy
 import doctest
 import json
+import keyword
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,9 +74,31 @@ class PackProblem:
         )
 
 
+def literal_text(value: Any) -> str:
+    """``repr`` of a literal, with sets in a fixed order (a set's own order changes with the
+    hash seed, and a pack's text must not)."""
+    if isinstance(value, (set, frozenset)):
+        inside = ", ".join(sorted(literal_text(v) for v in value))
+        text = "{" + inside + "}" if value else "set()"
+        return text if isinstance(value, set) else f"frozenset({text})"
+    if isinstance(value, tuple):
+        inside = ", ".join(literal_text(v) for v in value)
+        return f"({inside},)" if len(value) == 1 else f"({inside})"
+    if isinstance(value, list):
+        return "[" + ", ".join(literal_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{" + ", ".join(f"{literal_text(k)}: {literal_text(v)}" for k, v in value.items()) + "}"
+        )
+    return repr(value)
+
+
 def test_record(test: TestCase) -> dict[str, Any]:
-    """A test as a pack writes it (literals as their ``repr``)."""
-    record: dict[str, Any] = {"args": repr(tuple(test.args)), "expected": repr(test.expected)}
+    """A test as a pack writes it (literals as Python source)."""
+    record: dict[str, Any] = {
+        "args": literal_text(tuple(test.args)),
+        "expected": literal_text(test.expected),
+    }
     if test.compare is not Compare.EQUAL:
         record["compare"] = test.compare.value
     if test.abs_tol is not None:
@@ -149,7 +173,7 @@ def _problem(line: str, where: str) -> PackProblem:
     for name in ("task_id", "prompt", "entry_point"):
         if not isinstance(record[name], str) or not record[name]:
             raise PackError(f"{where}, field {name}: must be a non-empty string")
-    if not record["entry_point"].isidentifier():
+    if not record["entry_point"].isidentifier() or keyword.iskeyword(record["entry_point"]):
         raise PackError(f"{where}, field entry_point: {record['entry_point']!r} is not a name")
     check = record.get("hidden_check")
     if check is not None and (not isinstance(check, str) or not _defines_check(check)):
@@ -189,9 +213,11 @@ def _tests(records: Any, where: str) -> tuple[TestCase, ...]:
             compare = Compare(record.get("compare", "=="))
             abs_tol = record.get("abs_tol")
             if abs_tol is not None and (
-                isinstance(abs_tol, bool) or not isinstance(abs_tol, (int, float))
+                isinstance(abs_tol, bool)
+                or not isinstance(abs_tol, (int, float))
+                or not (math.isfinite(abs_tol) and abs_tol > 0)
             ):
-                raise ValueError("abs_tol must be a number")
+                raise ValueError("abs_tol must be a finite number > 0")
             tests.append(TestCase(args, expected, abs_tol, compare))
         except ValueError as error:
             raise PackError(f"{here}: {error}") from None

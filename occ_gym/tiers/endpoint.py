@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 from occ_gym.resources import MODELS_DIR
 from occ_gym.tiers.nano_card import MAX_NEW_TOKENS, attempt_seed, fit_repair_context, read_card
 from occ_gym.tiers.nano_tier import AttemptRequest, WrittenAttempt
-from occ_gym.tiers.pool import PoolSpec, TierSpec
+from occ_gym.tiers.pool import PoolError, PoolSpec, TierSpec
 
 CHAT_INSTRUCTION = (
     "Complete the Python function the user gives. Answer with the whole function in one "
@@ -59,12 +59,17 @@ class EndpointWriter:
         self.spec = spec
         self.name = spec.name
         self.cost = pool.cost
-        self.client = openai.OpenAI(
-            base_url=spec.base_url,
-            api_key=spec.api_key(),
-            timeout=spec.timeout_s,
-            max_retries=spec.max_retries,
-        )
+        try:
+            self.client = openai.OpenAI(
+                base_url=spec.base_url,
+                api_key=spec.api_key(),
+                timeout=spec.timeout_s,
+                max_retries=spec.max_retries,
+            )
+        except PoolError:
+            raise
+        except Exception as error:  # the client's own check of base_url, as httpx reports it
+            raise PoolError(f"tier {spec.name}: unusable base_url ({error})") from None
         self.tokenizer = None
         if spec.template == "nano":
             models_dir = Path(spec.models_dir) if spec.models_dir else MODELS_DIR
@@ -98,7 +103,7 @@ class EndpointWriter:
         try:
             if spec.template == "chat":
                 answer: Any = self.client.chat.completions.create(
-                    messages=chat_messages(request), logprobs=True, **settings
+                    messages=chat_messages(request), logprobs=spec.logprobs, **settings
                 )
             else:
                 prompt: str | list[int]
@@ -111,30 +116,40 @@ class EndpointWriter:
                 else:
                     prompt = completion_prompt(request)
                 answer = self.client.completions.create(
-                    prompt=prompt, logprobs=1, extra_body=extra or None, **settings
+                    prompt=prompt,
+                    logprobs=1 if spec.logprobs else None,
+                    extra_body=extra or None,
+                    **settings,
                 )
         except openai.APIError as error:
             raise EndpointError(f"{self.describe()}: {_reason(error)}") from None
         except ValueError as error:  # a body that is not the JSON the API promises
             raise EndpointError(f"{self.describe()}: malformed answer ({error})") from None
         wall_ms = 1000 * (time.perf_counter() - started)
-        return self._written(answer, request, dropped, wall_ms)
+        try:
+            return self._written(answer, request, dropped, wall_ms)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as error:
+            raise EndpointError(f"{self.describe()}: malformed answer ({error!r})") from None
 
     def _written(
         self, answer: Any, request: AttemptRequest, dropped: int, wall_ms: float
     ) -> WrittenAttempt:
         spec = self.spec
         named = getattr(answer, "model", None)
-        if named != spec.model:
+        # Hosted APIs answer with a dated snapshot of the name asked for (gpt-4o-mini-2024-07-18).
+        if not isinstance(named, str) or not (
+            named == spec.model or named.startswith(spec.model + "-")
+        ):
             raise EndpointError(f"{self.describe()}: the server answered as model {named!r}")
         choices = getattr(answer, "choices", None) or []
         usage = getattr(answer, "usage", None)
         if len(choices) != 1:
             raise EndpointError(f"{self.describe()}: expected one choice, got {len(choices)}")
-        if usage is None or usage.prompt_tokens is None or usage.completion_tokens is None:
+        counts = [getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens")]
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
             raise EndpointError(
-                f"{self.describe()}: the server reported no token usage (occ-gym never guesses "
-                "token counts)"
+                f"{self.describe()}: the server reported no usable token usage ({usage!r}); "
+                "occ-gym never guesses token counts"
             )
         choice = choices[0]
         if spec.template == "chat":
@@ -147,7 +162,9 @@ class EndpointWriter:
             token_logprobs = choice.logprobs.token_logprobs if choice.logprobs else None
             logprobs = [lp for lp in token_logprobs or [] if lp is not None]
             body = text
-        context, new = int(usage.prompt_tokens), int(usage.completion_tokens)
+        if not isinstance(text, str) or not all(isinstance(lp, (int, float)) for lp in logprobs):
+            raise EndpointError(f"{self.describe()}: malformed answer (text or log-probabilities)")
+        context, new = int(counts[0] or 0), int(counts[1] or 0)
         return WrittenAttempt(
             body=body,
             context_tokens=context,
@@ -158,6 +175,12 @@ class EndpointWriter:
             logprob_min=min(logprobs) if logprobs else math.nan,
             context_dropped=dropped,
         )
+
+
+def signed_seed(seed: int) -> int:
+    """An unsigned 64-bit attempt seed as the signed 64-bit integer servers accept (vLLM
+    refuses seeds >= 2**63); ``occ-gym serve`` maps it back (``seed % 2**64``)."""
+    return seed - 2**64 if seed >= 2**63 else seed
 
 
 def completion_prompt(request: AttemptRequest) -> str:

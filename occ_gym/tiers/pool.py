@@ -34,6 +34,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,7 +64,11 @@ TIER_FIELDS = {
     "input_price": float,
     "output_price": float,
     "models_dir": str,
+    "logprobs": bool,
 }
+TRANSPORT_FIELDS = ("timeout_s", "max_retries", "concurrency")
+"""Settings that change how requests are sent, never what is recorded (not in a plan's identity,
+so a resumed recording may raise its timeout)."""
 NO_KEY = "EMPTY"
 """The key sent to a server that needs none (vLLM's convention)."""
 
@@ -95,6 +100,8 @@ class TierSpec:
     output_price: float = 0.0
     models_dir: str = ""
     """``kind = "nano"``: a folder of model cards and weights (the shipped ones if empty)."""
+    logprobs: bool = True
+    """Ask for token log-probabilities (off for a server that refuses the option)."""
 
     def api_key(self) -> str:
         """The key, read from the environment now (``PoolError`` if the variable is unset)."""
@@ -149,7 +156,11 @@ class PoolSpec:
 
     def identity(self) -> dict[str, Any]:
         """What a recording depends on: every setting, the key variables' names, never keys."""
-        return {"cost": self.cost, "tiers": [asdict(spec) for spec in self.tiers]}
+        tiers = [
+            {k: v for k, v in asdict(spec).items() if k not in TRANSPORT_FIELDS}
+            for spec in self.tiers
+        ]
+        return {"cost": self.cost, "tiers": tiers}
 
 
 def read_pool(path: str | Path) -> PoolSpec:
@@ -167,7 +178,7 @@ def read_pool(path: str | Path) -> PoolSpec:
     if unknown:
         raise PoolError(f"{locate.top(unknown[0])}: unknown; a pool has 'cost' and [[tiers]]")
     cost = document.get("cost", "flops")
-    if cost not in COST_MODELS:
+    if not isinstance(cost, str) or cost not in COST_MODELS:
         raise PoolError(f"{locate.top('cost')}: {cost!r}; expected one of {sorted(COST_MODELS)}")
     tables = document.get("tiers")
     if not isinstance(tables, list) or not tables:
@@ -193,21 +204,26 @@ def _tier(table: Any, index: int, cost: str, locate: _Locator) -> TierSpec:
         if name not in TIER_FIELDS:
             raise fail(name, f"unknown; a tier has some of {sorted(TIER_FIELDS)}")
         wanted = TIER_FIELDS[name]
-        ok = (
-            isinstance(value, str)
-            if wanted is str
-            else isinstance(value, int) and not isinstance(value, bool)
-            if wanted is int
-            else isinstance(value, (int, float)) and not isinstance(value, bool)
-        )
+        if wanted in (str, bool):
+            ok = isinstance(value, wanted)
+        elif wanted is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not ok:
-            raise fail(name, f"must be of type {wanted.__name__}, got {value!r}")
-        if wanted is not str and (not math.isfinite(value) or value < 0):
-            raise fail(name, f"must be finite and >= 0, got {value!r}")
+            shown = "a value" if name == "api_key_env" else repr(value)
+            raise fail(name, f"must be of type {wanted.__name__}, got {shown}")
+        if wanted in (int, float) and not (0 <= value < 2**63 and math.isfinite(value)):
+            raise fail(name, f"must be finite, >= 0 and < 2**63, got {value!r}")
     values = {**table, "model": table.get("model", table["name"])}
     spec = TierSpec(**values)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", spec.name):
         raise fail("name", f"{spec.name!r}: letters, digits, '_', '.' and '-' only")
+    if spec.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec.api_key_env):
+        # Never echo it: a pasted key is the likeliest thing to fail this.
+        raise fail("api_key_env", "must be the NAME of an environment variable, not the key")
+    if not 0 < spec.top_p <= 1:
+        raise fail("top_p", f"must be in (0, 1], got {spec.top_p!r}")
     if spec.kind not in KINDS:
         raise fail("kind", f"{spec.kind!r}; expected one of {list(KINDS)}")
     if spec.template not in TEMPLATES:
@@ -218,6 +234,9 @@ def _tier(table: Any, index: int, cost: str, locate: _Locator) -> TierSpec:
     if spec.timeout_s <= 0:
         raise fail("timeout_s", "must be > 0")
     if spec.kind == "openai":
+        address = urlsplit(spec.base_url)
+        if "@" in address.netloc or address.query:
+            raise fail("base_url", "holds credentials or a query: put keys in api_key_env")
         if not spec.base_url.startswith(("http://", "https://")):
             raise fail(
                 "base_url", f"an endpoint tier needs an http(s) base_url, got {spec.base_url!r}"
@@ -239,7 +258,9 @@ class _Locator:
     def __init__(self, path: Path, text: str):
         self.path = path
         self.lines = text.splitlines()
-        self.starts = [i for i, line in enumerate(self.lines) if line.strip() == "[[tiers]]"]
+        self.starts = [
+            i for i, line in enumerate(self.lines) if line.split("#")[0].strip() == "[[tiers]]"
+        ]
 
     def top(self, name: str) -> str:
         end = self.starts[0] if self.starts else len(self.lines)

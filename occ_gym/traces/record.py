@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from occ_gym.resources import MODELS_DIR
 from occ_gym.tasks.base import CodeProblem
+from occ_gym.tasks.pack import PackProblem, problem_record, test_record
 from occ_gym.tasks.synthetic import make_problem
 from occ_gym.tiers.endpoint import EndpointError, EndpointWriter
 from occ_gym.tiers.nano import NanoModel
@@ -177,9 +178,11 @@ def record_pool(
         raise ValueError(f"repair_rounds must be >= 0, got {repair_rounds}")
     pool.check_keys()  # an unset key variable fails here, before any request
     writers = writers_for(pool)
+    if not problems:
+        raise ValueError("record_pool needs at least one problem")
     pack = hashlib.sha256()
     for problem in problems:
-        pack.update(repr(problem).encode())
+        pack.update(problem_digest_text(problem).encode())
     settings = {"samples": samples, "repair_rounds": repair_rounds, "chunk_size": chunk_size}
     identity = {
         "pool": pool.identity(),
@@ -211,6 +214,23 @@ def record_pool(
         (samples, repair_rounds),
         verifier,
         progress,
+    )
+
+
+def problem_digest_text(problem: CodeProblem) -> str:
+    """A problem's identity for a recording's plan: the same text in every process (sets in a
+    fixed order, whatever the hash seed)."""
+    if isinstance(problem, PackProblem):
+        return json.dumps(problem_record(problem), sort_keys=True)
+    return json.dumps(
+        {
+            "task_id": problem.task_id,
+            "prompt": problem.prompt,
+            "entry_point": problem.entry_point,
+            "public": [test_record(t) for t in problem.candidate("").tests],
+            "hidden": [test_record(t) for t in problem.candidate("", hidden=True).tests],
+        },
+        sort_keys=True,
     )
 
 
