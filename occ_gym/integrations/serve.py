@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from occ_gym.resources import MODELS_DIR
 from occ_gym.tiers.nano import FEEDBACK, MAX_NEW_TOKENS, NanoModel
-from occ_gym.tiers.nano_card import repair_context
+from occ_gym.tiers.nano_card import repair_context, sampling_uniforms
 
 
 @dataclass
@@ -164,7 +164,7 @@ class NanoServer:
         if not -(2**63) <= seed < 2**64:
             raise RequestError("seed must be in [-2**63, 2**64)")
         # A negative seed is the signed form of an unsigned one (endpoint.signed_seed).
-        uniforms = np.random.default_rng(seed % 2**64).random(budget)[None]
+        uniforms = sampling_uniforms(seed % 2**64, budget)[None]
         round_ = body.repair_round if body.repair_round is not None else context.count(FEEDBACK)
         if not 0 <= round_ <= MAX_REPAIR_ROUND:
             raise RequestError(f"repair_round must be in [0, {MAX_REPAIR_ROUND}]")

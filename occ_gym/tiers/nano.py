@@ -48,6 +48,7 @@ from occ_gym.tiers.nano_card import (  # re-exported: the torch-free half of thi
     matmul_parameters,
     read_card,
     repair_context,
+    sampling_uniforms,
 )
 
 
@@ -294,9 +295,7 @@ class NanoModel:
             if seeds is None:
                 uniforms, heat = np.zeros((rows, MAX_NEW_TOKENS)), 0.0
             else:
-                uniforms = np.stack(
-                    [np.random.default_rng(s).random(MAX_NEW_TOKENS) for s in seeds[chunk]]
-                )
+                uniforms = np.stack([sampling_uniforms(s, MAX_NEW_TOKENS) for s in seeds[chunk]])
                 heat = temperature
             outputs = self.network.generate(contexts[chunk], rounds[chunk], uniforms, heat)
             results.extend(

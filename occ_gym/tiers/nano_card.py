@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<fb>", "<unk>")
 PAD, BOS, EOS, FEEDBACK, UNK = range(len(SPECIAL_TOKENS))
 TOKEN_PATTERN = re.compile(r"\n(?: {4})*| ?[A-Za-z_]+| ?\d+| ?(?:==|!=|<=|>=|->|::)| ?[^\w\s]|\s")
@@ -86,16 +88,31 @@ def matmul_parameters(config: NanoConfig) -> int:
 
 
 def attempt_flops(config: NanoConfig, context_tokens: int, new_tokens: int) -> int:
+    """Matmul FLOPs of one attempt of a nano model (``transformer_flops`` of its shape)."""
+    return transformer_flops(
+        matmul_parameters(config), config.n_layers, config.d_model, context_tokens, new_tokens
+    )
+
+
+def transformer_flops(
+    parameters: int, layers: int, d_model: int, context_tokens: int, new_tokens: int
+) -> int:
     """Matmul FLOPs of one attempt: prefill ``context_tokens``, then decode ``new_tokens``.
 
-    Every position fed through the model costs ``2 * matmul_parameters`` plus, per layer,
-    ``4 * d_model * keys`` for the scores and the weighted sum over the ``keys`` it attends to
-    (itself and everything before). The last new token is sampled but never fed back.
+    Every position fed through the model costs ``2 * parameters`` (the weights a token passes
+    through in matrix multiplications) plus, per layer, ``4 * d_model * keys`` for the scores
+    and the weighted sum over the ``keys`` it attends to (itself and everything before). The
+    last new token is sampled but never fed back. Endpoint tiers declare their shape in a pool
+    file and are counted the same way (``layers = d_model = 0``: no attention term).
     """
     fed = context_tokens + max(new_tokens - 1, 0)
-    dense = 2 * matmul_parameters(config) * fed
-    attention = 4 * config.d_model * config.n_layers * (fed * (fed + 1) // 2)
-    return dense + attention
+    return 2 * parameters * fed + 4 * d_model * layers * (fed * (fed + 1) // 2)
+
+
+def sampling_uniforms(seed: int, tokens: int) -> np.ndarray:
+    """The uniform numbers that pick each written token of an attempt seeded ``seed``: the same
+    prefix for any ``tokens``, so a server asked for fewer tokens samples the same body."""
+    return np.random.default_rng(seed).random(tokens)
 
 
 class CheckpointError(ValueError):

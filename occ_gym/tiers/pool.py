@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from occ_gym.tiers.nano_card import transformer_flops
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
@@ -116,10 +118,10 @@ class TierSpec:
         return key
 
     def flops(self, context_tokens: int, new_tokens: int) -> int:
-        """FLOPs of one attempt, counted as the nano tiers count them (``attempt_flops``)."""
-        fed = context_tokens + max(new_tokens - 1, 0)
-        attention = 4 * self.d_model * self.layers * (fed * (fed + 1) // 2)
-        return 2 * self.parameters * fed + attention
+        """FLOPs of one attempt, counted as the nano tiers count them."""
+        return transformer_flops(
+            self.parameters, self.layers, self.d_model, context_tokens, new_tokens
+        )
 
     def cost(self, cost_model: str, context_tokens: int, new_tokens: int, wall_ms: float) -> float:
         """The attempt's cost in the pool's units."""
