@@ -9,7 +9,7 @@ V1_TRAIN_TASKS ?= 2000
 
 .PHONY: demo test test-all lint format clean models traces traces-v0 traces-v1-test \
 	traces-v1-train policies throughput docs health planner-selection grpo-selection \
-	learner-seeds ppo-selection policies-v1
+	learner-seeds ppo-selection policies-v1 recording
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "occ-gym needs Python >= 3.10"; exit 1; }
@@ -117,6 +117,15 @@ traces-v1-test: $(STAMP)
 traces-v1-train: $(STAMP)
 	$(BIN)/occ-gym record --suite nano-v1 --split train --tasks $(V1_TRAIN_TASKS) \
 		--out occ_gym/assets/traces/v1/train.parquet
+
+# Re-record OCC-Traces-v0's demo recording: the nano generalists as a pool file on 200
+# OCC-Code-v1 train problems exported as a task pack, 4 samples, 2 repair rounds (resumable).
+DEMO_RECORDING := occ_gym/assets/recordings/nano-demo
+recording: $(STAMP)
+	mkdir -p build
+	$(BIN)/occ-gym pack --source synthetic-v1 --split train --tasks 200 --out build/demo-pack.jsonl
+	$(BIN)/occ-gym record --pool occ_gym/assets/pools/nano.toml --tasks build/demo-pack.jsonl \
+		--out $(DEMO_RECORDING) --samples 4 --repair-rounds 2
 
 # Retrain the shipped allocators with the commands recorded in their run.json and copy them into
 # the package: OCC-Code-v1's learners, 5 training seeds each (policies-v1), OCC-Code-v0 at its

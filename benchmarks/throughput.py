@@ -47,7 +47,8 @@ from occ_gym.hashing import library_versions
 from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.tasks.synthetic import make_problem
 from occ_gym.tiers.nano import TIER_NAMES, NanoModel
-from occ_gym.tiers.nano_tier import AttemptRequest, NanoWriter, run_attempts
+from occ_gym.tiers.nano_tier import NanoWriter
+from occ_gym.tiers.writing import AttemptRequest, run_attempts
 from occ_gym.verifier import SandboxConfig, Verifier
 
 TARGETS = {

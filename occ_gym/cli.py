@@ -18,7 +18,7 @@ from rich.progress import Progress
 
 import occ_gym
 from occ_gym.bench.runner import BenchConfig
-from occ_gym.train.config import ALGORITHM_NAMES, VEC_ENVS, TrainConfig
+from occ_gym.train.config import ALGORITHM_NAMES, VEC_ENVS, TrainConfig, parse_override
 
 TABLE_NOTE = (
     "mean ± half its 95% bootstrap interval; regret is against the hindsight oracle, an upper "
@@ -35,6 +35,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     config = BenchConfig(
         env_id=args.env,
+        env_kwargs=dict(parse_override(text) for text in args.env_kwarg),
         split=args.split,
         episodes=args.episodes,
         seeds=args.seeds,
@@ -128,8 +129,6 @@ def record_pool_traces(args: argparse.Namespace, console: Console) -> Path:
     if args.limit:
         problems = problems[: args.limit]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = out / "traces.parquet"
     samples = args.samples or 4
     rounds = 2 if args.repair_rounds is None else args.repair_rounds
     columns = (
@@ -144,10 +143,10 @@ def record_pool_traces(args: argparse.Namespace, console: Console) -> Path:
             f"{len(pool.tiers)} tiers x {len(problems)} tasks x {samples} samples", total=None
         )
         try:
-            record_pool(
+            table = record_pool(
                 pool,
                 problems,
-                table,
+                out,
                 samples,
                 rounds,
                 args.chunk_size,
@@ -237,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser = commands.add_parser("bench", help="compare every baseline on the same problems")
     bench = BenchConfig()
     bench_parser.add_argument("--env", default=bench.env_id, choices=occ_gym.ENV_IDS)
+    bench_parser.add_argument(
+        "--env-kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a gym.make keyword (TOML value), e.g. 'traces=\"runs/my-pool\"'; repeatable",
+    )
     bench_parser.add_argument(
         "--split", default=bench.split, help=f"task split (default: {bench.split})"
     )

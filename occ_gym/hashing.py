@@ -60,11 +60,8 @@ def env_hash(env: gym.Env) -> str:
 def _asset_files(inner: Any) -> set[Path]:
     files: set[Path] = set()
     for tier in inner.tiers:
-        if not isinstance(tier, RecordedTier):
-            continue
-        if Path(tier.traces.source).is_file():
-            files.add(Path(tier.traces.source))
-        files.update(Path(tier.models_dir).glob(f"{tier.name}.*"))
+        if isinstance(tier, RecordedTier):
+            files.update(tier.asset_files())
     return files
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 
 def asset_dir(name: str) -> Path:
-    """The shipped asset folder ``name`` (``models``, ``traces`` or ``policies``)."""
+    """The shipped asset folder ``name`` (``models``, ``traces``, ``policies``, ``pools`` or
+    ``recordings``)."""
     return Path(str(resources.files("occ_gym") / "assets" / name))
 
 
@@ -36,3 +37,7 @@ def user_cache_dir() -> Path:
 MODELS_DIR = asset_dir("models")
 TRACES_DIR = asset_dir("traces")
 POLICIES_DIR = asset_dir("policies")
+POOLS_DIR = asset_dir("pools")
+DEMO_RECORDING = asset_dir("recordings") / "nano-demo"
+"""OCC-Traces-v0's recording unless ``traces=`` names one: the nano generalists as a pool
+(``pools/nano.toml``) on 200 OCC-Code-v1 train problems (``make recording``)."""

@@ -5,13 +5,23 @@ a sandbox left nothing behind."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 import occ_gym  # noqa: F401  (registers the environments)
+from occ_gym.resources import MODELS_DIR
+from occ_gym.tiers.nano_card import matmul_parameters, read_card
+from occ_gym.tiers.pool import PoolSpec, TierSpec
 from occ_gym.verifier import Candidate, TestCase
 from occ_gym.verifier.judge import Budget
 
@@ -142,3 +152,67 @@ def answer(payload: str | bytes, **overrides) -> dict:
         "payload": base64.b64encode(raw).decode(),
     }
     return {**base, **overrides}
+
+
+# ---------------------------------------------------------------- occ-gym serve
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+SERVED_TIERS = ("cheap", "expensive")
+"""The nano tiers ``served`` puts behind the server unless told otherwise."""
+
+
+@contextlib.contextmanager
+def served(
+    *flags: str, tiers: tuple[str, ...] = SERVED_TIERS, port: int = 0
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``occ-gym serve`` (on a free port unless given); yields its base URL and process."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "occ_gym.cli", "serve", "--port", str(port), *flags]
+    for tier in tiers:
+        command += ["--tier", tier]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=1).read()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"occ-gym serve did not start: {process.stderr}") from None
+                time.sleep(0.2)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def endpoint_tier(name: str, url: str, **settings) -> TierSpec:
+    """An endpoint tier costed as the nano tier it serves (so FLOPs match a direct record)."""
+    config, _, _ = read_card(MODELS_DIR / name)
+    values = {
+        "name": name,
+        "kind": "openai",
+        "base_url": url,
+        "template": "nano",
+        "temperature": 0.8,
+        "max_tokens": 96,
+        "parameters": matmul_parameters(config),
+        "layers": config.n_layers,
+        "d_model": config.d_model,
+        **settings,
+    }
+    return TierSpec(**{"model": name, **values})
+
+
+def pool_of(*specs: TierSpec) -> PoolSpec:
+    return PoolSpec(tuple(specs), "flops", "test")

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,12 +19,14 @@ import pytest
 from occ_gym.resources import MODELS_DIR
 from occ_gym.tasks.pack import PackError, humaneval_pack, read_pack, synthetic_pack, write_pack
 from occ_gym.tiers.endpoint import EndpointError, EndpointWriter
-from occ_gym.tiers.nano_card import matmul_parameters, read_card, repair_context
-from occ_gym.tiers.nano_tier import AttemptRequest
+from occ_gym.tiers.nano_card import read_card, repair_context
 from occ_gym.tiers.pool import PoolError, PoolSpec, TierSpec, read_pool
+from occ_gym.tiers.writing import AttemptRequest
 from occ_gym.traces.record import RecordIncomplete, record_pool
+from occ_gym.traces.recording import TRACES_FILE
+from tests.helpers import SERVED_TIERS, endpoint_tier, free_port, pool_of, served
 
-TIERS = ("cheap", "expensive")
+TIERS = SERVED_TIERS
 KEY = ("task_id", "tier", "sample", "repair_round")
 RECORDED_EQUAL = (
     "code",
@@ -47,69 +46,14 @@ RECORDED_EQUAL = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def served(
-    *flags: str, tiers: tuple[str, ...] = TIERS, port: int = 0
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A real ``occ-gym serve`` (on a free port unless given); yields its base URL and process."""
-    port = port or free_port()
-    command = [sys.executable, "-m", "occ_gym.cli", "serve", "--port", str(port), *flags]
-    for tier in tiers:
-        command += ["--tier", tier]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=1).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"occ-gym serve did not start: {process.stderr}") from None
-                time.sleep(0.2)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stderr is not None:
-            process.stderr.close()
-
-
-def endpoint_tier(name: str, url: str, **settings) -> TierSpec:
-    """An endpoint tier costed as the nano tier it serves (so FLOPs match a direct record)."""
-    config, _, _ = read_card(MODELS_DIR / name)
-    values = {
-        "name": name,
-        "kind": "openai",
-        "base_url": url,
-        "template": "nano",
-        "temperature": 0.8,
-        "max_tokens": 96,
-        "parameters": matmul_parameters(config),
-        "layers": config.n_layers,
-        "d_model": config.d_model,
-        **settings,
-    }
-    return TierSpec(**{"model": name, **values})
-
-
-def pool_of(*specs: TierSpec) -> PoolSpec:
-    return PoolSpec(tuple(specs), "flops", "test")
-
-
 def nano_pool() -> PoolSpec:
     return pool_of(*(TierSpec(name, "nano", name, temperature=0.8) for name in TIERS))
 
 
-def rows(path: Path) -> dict[tuple, dict]:
-    return {tuple(r[k] for k in KEY): r for r in pq.read_table(path).to_pylist()}
+def rows(folder: Path) -> dict[tuple, dict]:
+    """The rows of the recording in ``folder``, by key."""
+    table = pq.read_table(folder / TRACES_FILE)
+    return {tuple(r[k] for k in KEY): r for r in table.to_pylist()}
 
 
 def assert_same_attempts(ours: dict, theirs: dict) -> None:
@@ -135,7 +79,7 @@ def small_pack() -> list:
 
 @pytest.fixture(scope="module")
 def direct(tmp_path_factory, small_pack, verifier) -> dict:
-    out = tmp_path_factory.mktemp("direct") / "traces.parquet"
+    out = tmp_path_factory.mktemp("direct")
     record_pool(nano_pool(), small_pack, out, samples=2, repair_rounds=1, verifier=verifier)
     return rows(out)
 
@@ -270,7 +214,7 @@ def test_an_unset_key_variable_fails_before_any_request(tmp_path, small_pack, mo
     path.write_text(POOL.format(extra='api_key_env = "OCC_TEST_UNSET_KEY"'))
     pool = read_pool(path)
     with pytest.raises(PoolError, match="OCC_TEST_UNSET_KEY that should hold its API key"):
-        record_pool(pool, small_pack, tmp_path / "traces.parquet")
+        record_pool(pool, small_pack, tmp_path)
     assert not (tmp_path / "traces.parquet.parts").exists()
     assert "OCC_TEST_UNSET_KEY" in json.dumps(pool.identity())
 
@@ -281,14 +225,14 @@ def test_an_unset_key_variable_fails_before_any_request(tmp_path, small_pack, mo
 def test_recording_through_the_server_equals_recording_the_nano_tiers_directly(
     server, small_pack, direct, tmp_path, verifier
 ):
-    out = tmp_path / "traces.parquet"
+    out = tmp_path
     pool = pool_of(*(endpoint_tier(name, server) for name in TIERS))
     record_pool(pool, small_pack, out, samples=2, repair_rounds=1, chunk_size=3, verifier=verifier)
     through = rows(out)
     assert_same_attempts(through, direct)
     assert any(r["kind"] == "repair" for r in through.values())
     assert all(math.isfinite(r["logprob_mean"]) for r in through.values())
-    metadata = pq.read_schema(out).metadata
+    metadata = pq.read_schema(out / TRACES_FILE).metadata
     assert json.loads(metadata[b"occ_gym.tiers"]) == list(TIERS)
     assert metadata[b"occ_gym.cost_unit"] == b"1e6 FLOPs"
 
@@ -296,7 +240,7 @@ def test_recording_through_the_server_equals_recording_the_nano_tiers_directly(
 def test_the_chat_template_reaches_the_same_context_as_the_nano_template(
     server, small_pack, direct, tmp_path, verifier
 ):
-    out = tmp_path / "traces.parquet"
+    out = tmp_path
     pool = pool_of(endpoint_tier("cheap", server, template="chat"))
     record_pool(pool, small_pack, out, samples=2, repair_rounds=1, verifier=verifier)
     assert_same_attempts(rows(out), {k: r for k, r in direct.items() if k[1] == "cheap"})
@@ -305,7 +249,7 @@ def test_the_chat_template_reaches_the_same_context_as_the_nano_template(
 def test_a_few_humaneval_problems_record_through_the_server(server, tmp_path, verifier):
     _, tokenizer, _ = read_card(MODELS_DIR / "cheap")
     short = [p for p in humaneval_pack() if len(repair_context(tokenizer, p.prompt, [])) < 300]
-    out = tmp_path / "traces.parquet"
+    out = tmp_path
     pool = pool_of(endpoint_tier("cheap", server))
     record_pool(pool, short[:3], out, samples=1, repair_rounds=1, verifier=verifier)
     table = rows(out)
@@ -320,7 +264,7 @@ def test_a_few_humaneval_problems_record_through_the_server(server, tmp_path, ve
 def test_a_server_killed_mid_recording_resumes_to_the_same_rows(
     small_pack, direct, tmp_path, verifier
 ):
-    out, port = tmp_path / "traces.parquet", free_port()
+    out, port = tmp_path, free_port()
     with served(port=port) as (url, process):
         pool = pool_of(*(endpoint_tier(n, url, max_retries=1, timeout_s=5.0) for n in TIERS))
 
@@ -340,7 +284,7 @@ def test_a_server_killed_mid_recording_resumes_to_the_same_rows(
                 verifier=verifier,
                 progress=kill_after_the_first_chunk,
             )
-    assert not out.exists()
+    assert not (out / TRACES_FILE).exists()
     assert (tmp_path / "traces.parquet.parts" / "part-00000.parquet").exists()
     with served(port=port):
         record_pool(pool, small_pack, out, 2, 1, chunk_size=2, verifier=verifier)
@@ -397,7 +341,7 @@ def test_the_cli_exports_a_pack_and_records_a_pool_on_it(server, tmp_path):
     out = tmp_path / "run"
     arguments = ["record", "--pool", str(pool), "--tasks", str(pack), "--out", str(out)]
     assert main([*arguments, "--samples", "1", "--repair-rounds", "0"]) == 0
-    assert {k[0] for k in rows(out / "traces.parquet")} == {p.task_id for p in read_pack(pack)}
+    assert {k[0] for k in rows(out)} == {p.task_id for p in read_pack(pack)}
     assert main(["record", "--tasks", str(pack), "--out", str(out / "x.parquet")]) == 2
 
 
@@ -441,7 +385,7 @@ def test_a_pack_with_sets_has_the_same_identity_under_any_hash_seed(tmp_path):
     path.write_text(json.dumps({**GOOD, "hidden_tests": hidden}) + "\n")
     script = (
         "import sys; from occ_gym.tasks.pack import read_pack; "
-        "from occ_gym.traces.record import problem_digest_text; "
+        "from occ_gym.traces.recording import problem_digest_text; "
         "print(problem_digest_text(read_pack(sys.argv[1])[0]))"
     )
     texts = {

@@ -21,10 +21,13 @@ class FourSampleTier:
     recorded_repair_rounds = None
     task_count = 1
     traces = None
-    models_dir = None
+    max_new_tokens = 96
 
     def outcome_table(self, task_ids, rounds):
         raise NotImplementedError
+
+    def asset_files(self):
+        return []
 
     def attempt_cost(self, task, repair_round):
         return 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -24,11 +26,13 @@ def env_id(request) -> str:
     return request.param
 
 
-def play_against_single_envs(env_id: str, mode: AutoresetMode, steps: int, seed: int) -> int:
+def play_against_single_envs(
+    env_id: str, mode: AutoresetMode, steps: int, seed: int, **env_kwargs: Any
+) -> int:
     """Step a vector env and N single envs with the same random legal actions; return how many
     episodes ended. Fails at the first difference."""
-    venv = gym.make_vec(env_id, num_envs=N, split="test", autoreset_mode=mode)
-    singles = [gym.make(env_id, split="test") for _ in range(N)]
+    venv = gym.make_vec(env_id, num_envs=N, split="test", autoreset_mode=mode, **env_kwargs)
+    singles = [gym.make(env_id, split="test", **env_kwargs) for _ in range(N)]
     obs, _ = venv.reset(seed=seed)
     assert np.array_equal(obs, np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(singles)]))
     rng = np.random.default_rng(seed)

@@ -98,3 +98,16 @@ def test_a_wheel_install_benches_with_the_shipped_policies(tmp_path):
         env,
     ).strip()
     assert seeds == "{'grpo': 5, 'maskable_ppo': 5}", seeds
+    demo = run(
+        [
+            str(fresh_python),
+            "-W",
+            "error",
+            "-c",
+            "import gymnasium as gym, occ_gym; e = gym.make('OCC-Traces-v0', split='test'); "
+            "e.reset(seed=0); print(e.unwrapped.tier_names, len(e.unwrapped.task_source))",
+        ],
+        outside,
+        env,
+    ).strip()
+    assert demo.startswith("('cheap', 'medium', 'expensive')"), demo

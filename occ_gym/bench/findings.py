@@ -165,10 +165,14 @@ def planner_vs_tuned_cascade(evidence: Evidence) -> dict[str, Any] | None:
         "ci": interval,
         "verdict": _verdict(interval),
         "episodes": len(delta),
+        # A share of a return that is not positive says nothing (a tiny recording's planner
+        # may abstain on every task).
         "learned_share_of_planner": {
             label: float(logs[label]["return"].mean()) / planner_return
             for label in _learned(evidence.bench)
-        },
+        }
+        if planner_return > 0
+        else {},
     }
 
 

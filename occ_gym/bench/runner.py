@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -50,6 +51,7 @@ from occ_gym.bench.labels import (
 from occ_gym.envs.code_env import occ_env
 from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
 from occ_gym.hashing import env_hash, file_digest, library_versions, stable_hash
+from occ_gym.train.config import toml_value
 from occ_gym.validation import positive_int
 
 BENCH_VERSION = 1
@@ -65,6 +67,9 @@ class BenchConfig:
     """One benchmark run."""
 
     env_id: str = "OCC-Code-v1"
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """``gym.make`` keywords of every env the bench makes (``traces=`` for OCC-Traces-v0); the
+    split is the bench's own, and an entry trained at another λ replaces the oracle's."""
     split: str = "test"
     episodes: int = 1000
     """Problems per seed."""
@@ -83,6 +88,8 @@ class BenchConfig:
     """Train-split episodes the routers' hidden-pass models are fitted on."""
 
     def __post_init__(self) -> None:
+        if "split" in self.env_kwargs:
+            raise ValueError("env_kwargs may not set split: the bench's split option does")
         for name in (
             "episodes",
             "seeds",
@@ -99,8 +106,13 @@ class BenchConfig:
 
     @property
     def command(self) -> str:
+        env_kwargs = "".join(
+            f" --env-kwarg {shlex.quote(f'{key}={toml_value(value)}')}"
+            for key, value in self.env_kwargs.items()
+        )
         return (
-            f"occ-gym bench --env {self.env_id} --split {self.split} --episodes {self.episodes} "
+            f"occ-gym bench --env {self.env_id}{env_kwargs} --split {self.split} "
+            f"--episodes {self.episodes} "
             f"--seeds {self.seeds} --seed {self.seed} --resamples {self.resamples} "
             f"--tune-episodes {self.tune_episodes} --planner-episodes {self.planner_episodes} "
             f"--router-episodes {self.router_episodes}"
@@ -226,7 +238,7 @@ def _fitted(
     fitted once when first built (what fitting found goes into ``fits``): the tuned cascade,
     the AutoMix-style cascade and the answer-side router (on envs that show answer-side
     signals), best-of-n routed by the prompt, the prompt-only router, and the planner."""
-    kwargs: dict[str, Any] = {"oracle": {"compute_penalty": penalty}}
+    kwargs = {**config.env_kwargs, "oracle": with_penalty(config.env_kwargs, penalty)}
     rules: list[CascadeRule] = []
     made: dict[str, Policy] = {}
 
@@ -293,6 +305,11 @@ def _fitted(
     return builders
 
 
+def with_penalty(env_kwargs: Mapping[str, Any], penalty: float) -> dict[str, Any]:
+    """The oracle weights of ``env_kwargs`` with the compute weight λ set to ``penalty``."""
+    return {**dict(env_kwargs.get("oracle") or {}), "compute_penalty": penalty}
+
+
 def _fixed(tier: str) -> Callable[[gym.Env, int], Policy]:
     return lambda env, seed: FixedTier(env, tier)
 
@@ -342,9 +359,9 @@ class Bench:
         """The logs with each entry's per-episode regret against the oracle at its λ."""
 
     def _env(self, penalty: float | None) -> gym.Env:
-        kwargs: dict[str, Any] = {"split": self.config.split}
+        kwargs: dict[str, Any] = {**self.config.env_kwargs, "split": self.config.split}
         if penalty is not None:
-            kwargs["oracle"] = {"compute_penalty": penalty}
+            kwargs["oracle"] = with_penalty(self.config.env_kwargs, penalty)
         return gym.make(self.config.env_id, **kwargs)
 
     def env_for(self, penalty: float) -> gym.Env:

@@ -17,15 +17,53 @@ from occ_gym.economics.oracle import ImpactOracle
 from occ_gym.envs import rules
 from occ_gym.envs.executor import AttemptKey, Executor
 from occ_gym.envs.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLayout
+from occ_gym.resources import DEMO_RECORDING
 from occ_gym.tasks import SyntheticTaskSource, make_task_source
-from occ_gym.tasks.base import Task, base_split, carve_split
+from occ_gym.tasks.base import Task, TaskSource, base_split, carve_split
+from occ_gym.tasks.pack import PackTaskSource
 from occ_gym.tiers import make_tiers
-from occ_gym.tiers.base import ClosableTier, RecordedTier
+from occ_gym.tiers.base import ClosableTier, RecordedTier, Tier
+from occ_gym.tiers.nano_card import MAX_NEW_TOKENS
 from occ_gym.tiers.suites import V0_SUITE
 from occ_gym.validation import build_dataclass, finite_number
 
 MAX_STEPS = 64
 """The longest episode ``max_steps`` allows."""
+DEFAULT_VERIFIER_COST = 50.0
+"""VERIFY's cost in cost units unless ``verifier_cost`` says otherwise (not for a recorded pool)."""
+RECORDED = "recorded"
+"""``tiers=`` and ``tasks=`` of ``OCC-Traces-v0``: a recorded pool on its recorded tasks."""
+RECORDED_PENALTY = 0.15
+"""A recorded pool's default compute weight λ makes a fresh attempt of its costliest tier cost
+this much of a correct answer's reward (OCC-Code-v1's expensive tier: 0.0005 x 333 = 0.17)."""
+RECORDED_VERIFY_SHARE = 0.06
+"""A recorded pool's default VERIFY cost, as a share of its costliest tier's fresh attempt
+(OCC-Code-v1: 20 / 333)."""
+
+
+def recorded_pool(
+    tasks: str,
+    split: str,
+    mode: str,
+    traces: str | None,
+    models: str | None,
+    simulation: Mapping[str, Any] | None,
+    pool: str | None,
+) -> tuple[list[Tier], TaskSource]:
+    """``OCC-Traces-v0``'s tiers and tasks: the recording in folder ``traces`` (a folder
+    `occ-gym record --pool POOL --tasks PACK --out DIR` wrote; the shipped demo by default)."""
+    from occ_gym.tiers.pool_tier import make_pool_tiers
+    from occ_gym.traces.recording import Recording
+
+    if tasks != RECORDED:
+        raise ValueError(
+            f"tiers={RECORDED!r} replays its recorded tasks: tasks must be {RECORDED!r}"
+        )
+    if models is not None or simulation is not None:
+        raise ValueError("models and simulation do not apply to a recorded pool (see pool=)")
+    recording = Recording.read(DEMO_RECORDING if traces is None else traces)
+    tiers: list[Tier] = list(make_pool_tiers(recording, mode, pool))
+    return tiers, carve_split(PackTaskSource(recording.problems, base_split(split)), split)
 
 
 class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
@@ -126,19 +164,27 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     | Argument      | Default       | Meaning                                                    |
     |---------------|---------------|------------------------------------------------------------|
-    | tiers         | "simulated"   | "simulated", a list of ``SimulatedTierSpec`` mappings, or  |
-    |               |               | "nano" (the trained code models; needs tasks="synthetic")  |
-    | tasks         | "simulated"   | the task source: "simulated" or "synthetic" (nano tiers)   |
+    | tiers         | "simulated"   | "simulated", a list of ``SimulatedTierSpec`` mappings,     |
+    |               |               | "nano" (the trained code models; needs tasks="synthetic"), |
+    |               |               | or "recorded" (any recorded pool: ``OCC-Traces-v0``)       |
+    | tasks         | "simulated"   | the task source: "simulated", "synthetic" (nano tiers) or  |
+    |               |               | "recorded" (the recording's task pack)                     |
     | split         | "train"       | "train", "test" (held out), or "val" / "fit": a tenth of   |
-    |               |               | train (v1: by program) / the rest (select on val)          |
-    | mode          | "replay"      | nano tiers: "replay" (the shipped traces) or "live" (run   |
-    |               |               | the models and the sandboxed verifier on a cache miss)     |
+    |               |               | train (v1: by program) / the rest (select on val); a       |
+    |               |               | recorded pool also has "all"                               |
+    | mode          | "replay"      | nano or recorded tiers: "replay" (the table) or "live"     |
+    |               |               | (write and verify what the table lacks)                    |
     | traces        | None          | nano tiers: a trace table to replay instead of the shipped |
+    |               |               | one; recorded: the folder ``occ-gym record --pool`` wrote  |
+    |               |               | (the shipped demo recording if None)                       |
+    | pool          | None          | recorded, live: the pool file that writes the misses (the  |
+    |               |               | folder's ``pool.toml`` if None)                            |
     | models        | None          | nano tiers: a folder of model cards and weights instead of |
     |               |               | the shipped ones (live mode loads them all at make)        |
     | simulation    | None          | overrides of ``SimulationConfig`` (repairs, test outcomes) |
     | oracle        | None          | overrides of ``ImpactOracle`` weights                      |
-    | verifier_cost | 50.0          | cost units of one VERIFY                                   |
+    | verifier_cost | None          | cost units of one VERIFY (None: 50, or for a recorded pool |
+    |               |               | 6% of its costliest tier's fresh attempt)                  |
     | max_steps     | 8             | steps before truncation (2 to 64)                          |
     | budget        | None          | cost units an episode may spend; the broker masks the rest |
     | render_mode   | None          | None or "ansi" (a readable timeline)                       |
@@ -149,7 +195,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Version History
 
-    - v0: first version.
+    - v0: first version (``OCC-Code-v0``, ``OCC-CodeSim-v0``, ``OCC-Traces-v0``); v1:
+      ``OCC-Code-v1``'s tiers, tasks and answer-side observation.
     """
 
     # An instance attribute in gymnasium.Env, so not a ClassVar here.
@@ -169,7 +216,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         models: str | None = None,
         simulation: Mapping[str, Any] | None = None,
         oracle: Mapping[str, Any] | None = None,
-        verifier_cost: float = 50.0,
+        verifier_cost: float | None = None,
+        pool: str | None = None,
         max_steps: int = 8,
         budget: float | None = None,
         render_mode: str | None = None,
@@ -183,7 +231,6 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
                 f"max_steps must be <= {MAX_STEPS}, got {max_steps}: each reset draws every "
                 "attempt the episode could reach, which grows with max_steps squared"
             )
-        self.verifier_cost = finite_number("verifier_cost", verifier_cost, minimum=0.0)
         self.budget = None if budget is None else finite_number("budget", budget, minimum=0.0)
         if self.budget == 0.0:
             raise ValueError("budget must be > 0 (or None for no budget)")
@@ -200,19 +247,45 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self.render_mode = render_mode
         self.max_steps = int(max_steps)
         recorded_split = base_split(split)
-        self.tiers = make_tiers(tiers, tasks, recorded_split, mode, traces, simulation, models)
-        first = self.tiers[0]
         answer_signals = False
-        if isinstance(first, RecordedTier):
-            # A nano suite's tiers say which tasks they recorded and what the observation shows.
-            suite = getattr(first, "suite", V0_SUITE)
-            self.task_source = carve_split(
-                SyntheticTaskSource(recorded_split, first.task_count, suite.tasks), split
+        if tiers == RECORDED:
+            self.tiers, self.task_source = recorded_pool(
+                tasks, split, mode, traces, models, simulation, pool
             )
-            answer_signals = suite.answer_signals
+            answer_signals = True
         else:
-            self.task_source = make_task_source(tasks, split)
-        self.oracle: ImpactOracle = build_dataclass(ImpactOracle, oracle or {}, "oracle")
+            if pool is not None:
+                raise ValueError(f"pool= is for tiers={RECORDED!r} (OCC-Traces-v0) only")
+            self.tiers = make_tiers(tiers, tasks, recorded_split, mode, traces, simulation, models)
+            first = self.tiers[0]
+            if isinstance(first, RecordedTier):
+                # A nano suite's tiers say which tasks they recorded and what the observation
+                # shows.
+                suite = getattr(first, "suite", V0_SUITE)
+                self.task_source = carve_split(
+                    SyntheticTaskSource(recorded_split, first.task_count, suite.tasks), split
+                )
+                answer_signals = suite.answer_signals
+            else:
+                self.task_source = make_task_source(tasks, split)
+        costliest_tier = max(tier.nominal_cost for tier in self.tiers)
+        oracle = dict(oracle or {})
+        if tiers == RECORDED:
+            # A pool's costs come in its own unit: the defaults scale with its costliest tier.
+            oracle.setdefault("compute_penalty", RECORDED_PENALTY / costliest_tier)
+            if verifier_cost is None:
+                verifier_cost = RECORDED_VERIFY_SHARE * costliest_tier
+        self.verifier_cost = finite_number(
+            "verifier_cost",
+            DEFAULT_VERIFIER_COST if verifier_cost is None else verifier_cost,
+            minimum=0.0,
+        )
+        self.oracle: ImpactOracle = build_dataclass(ImpactOracle, oracle, "oracle")
+        self.length_scale = max(
+            (t.max_new_tokens for t in self.tiers if isinstance(t, RecordedTier)),
+            default=MAX_NEW_TOKENS,
+        )
+        """What ``candidate_length`` divides a candidate's new tokens by."""
         self.tier_names = tuple(tier.name for tier in self.tiers)
         self.action_layout = ActionLayout(self.tier_names)
         self.observation_layout = ObservationLayout(
@@ -224,7 +297,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             0.0, 1.0, shape=(self.observation_layout.size,), dtype=np.float32
         )
         self._executor = Executor(self.tiers, self.max_steps)
-        costliest = max(max(tier.nominal_cost for tier in self.tiers), self.verifier_cost)
+        costliest = max(costliest_tier, self.verifier_cost)
         self._cost_scale = self.max_steps * costliest
         self._starts = {name: f.start for name, f in self.observation_layout.fields.items()}
         self._answer_signals = answer_signals
@@ -627,7 +700,9 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             if self._answer_signals:
                 values[at["candidate_confidence"]] = rules.confidence(candidate.logprob_mean)
                 values[at["candidate_min_confidence"]] = rules.confidence(candidate.logprob_min)
-                values[at["candidate_length"]] = rules.length_share(candidate.tokens_out)
+                values[at["candidate_length"]] = rules.length_share(
+                    candidate.tokens_out, self.length_scale
+                )
                 values[at["candidate_agrees"]] = float(ep.agrees)
         best = ep.best
         if best is not None:

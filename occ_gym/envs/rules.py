@@ -151,9 +151,10 @@ def confidence(logprob: Number) -> Number:
     return 0.0 if math.isnan(logprob) else math.exp(logprob)
 
 
-def length_share(tokens_out: Number) -> Number:
-    """The observation's ``candidate_length``: new tokens over the most a tier writes."""
-    share = tokens_out / MAX_NEW_TOKENS
+def length_share(tokens_out: Number, scale: int = MAX_NEW_TOKENS) -> Number:
+    """The observation's ``candidate_length``: new tokens over ``scale``, the most the env's
+    tiers write (``OCCCodeEnv.length_scale``)."""
+    share = tokens_out / scale
     return np.minimum(1.0, share) if isinstance(share, np.ndarray) else min(1.0, share)
 
 

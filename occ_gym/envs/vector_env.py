@@ -106,6 +106,7 @@ class OCCVectorEnv(VectorEnv):
         self._difficulty = np.array(
             [np.nan if t.difficulty is None else t.difficulty for t in tasks]
         )
+        self._length_scale = env.length_scale
         self._draw_shape = env.executor.draw_shape
         self._max_round = env.executor.max_repair_rounds
         self._repair_limit = env.executor.repair_limit
@@ -438,7 +439,9 @@ class OCCVectorEnv(VectorEnv):
             obs[has, s["candidate_min_confidence"].start] = rules.confidence(
                 candidate["logprob_min"][has]
             )
-            obs[has, s["candidate_length"].start] = rules.length_share(candidate["tokens_out"][has])
+            obs[has, s["candidate_length"].start] = rules.length_share(
+                candidate["tokens_out"][has], self._length_scale
+            )
             obs[has, s["candidate_agrees"].start] = self._agrees[has]
         best = np.flatnonzero(self._best["public_passed"] != rules.NO_BEST)
         obs[best, s["best_public_fraction"].start] = rules.fraction(

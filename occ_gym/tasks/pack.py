@@ -27,17 +27,28 @@ from __future__ import annotations
 import ast
 import copy
 import doctest
+import hashlib
 import json
 import keyword
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from occ_gym.tasks.base import CodeProblem, Task
 from occ_gym.verifier.verdict import Candidate, Compare, HostCheck, TestCase
 
 PACK_FIELDS = ("task_id", "prompt", "entry_point", "public_tests", "hidden_tests")
+PACK_SPLITS = ("train", "test")
+"""What a problem's ``metadata.split`` may say (see ``pack_split``)."""
+TEST_EVERY = 5
+"""Without ``metadata.split``, one problem in ``TEST_EVERY`` (by a hash of its id) is test."""
+PACK_FEATURES = ("prompt_length", "prompt_lines", "public_examples", "arguments")
+"""The prompt features of a pack's problems (``pack_features``)."""
 OPTIONAL_FIELDS = ("hidden_check", "metadata")
 TEST_FIELDS = ("args", "expected", "compare", "abs_tol")
 
@@ -183,6 +194,10 @@ def _problem(line: str, where: str) -> PackProblem:
     metadata = record.get("metadata", {})
     if not isinstance(metadata, dict):
         raise PackError(f"{where}, field metadata: must be a JSON object")
+    if metadata.get("split", "train") not in PACK_SPLITS:
+        raise PackError(
+            f"{where}, field metadata.split: {metadata['split']!r}; expected one of {PACK_SPLITS}"
+        )
     public = _tests(record["public_tests"], f"{where}, field public_tests")
     hidden = _tests(record["hidden_tests"], f"{where}, field hidden_tests")
     if not public:
@@ -358,3 +373,80 @@ def _prose_example(line: str, entry_point: str) -> tuple[str, str] | None:
 
 def problems_by_id(problems: Sequence[PackProblem]) -> dict[str, PackProblem]:
     return {p.task_id: p for p in problems}
+
+
+def as_pack_problem(problem: CodeProblem) -> PackProblem:
+    """Any problem as a pack's (a ``PackProblem`` as it is): what ``occ-gym record`` saves
+    beside its table, so the recording carries its tasks."""
+    if isinstance(problem, PackProblem):
+        return problem
+    public = problem.candidate("")
+    hidden = problem.candidate("", hidden=True)
+    if hidden.host_check is not None:
+        raise ValueError(f"{problem.task_id}: a host check cannot be saved in a pack")
+    return PackProblem(
+        problem.task_id, problem.prompt, problem.entry_point, public.tests, hidden.tests
+    )
+
+
+def pack_split(problem: PackProblem) -> str:
+    """The problem's split: its ``metadata.split``, else "test" for one problem in
+    ``TEST_EVERY`` chosen by a hash of its id (the same in every process), else "train"."""
+    split = problem.metadata.get("split")
+    if split is not None:
+        return str(split)
+    digest = hashlib.blake2b(problem.task_id.encode(), digest_size=8, person=b"split").digest()
+    return "test" if int.from_bytes(digest, "big") % TEST_EVERY == 0 else "train"
+
+
+def pack_features(problem: PackProblem) -> np.ndarray:
+    """``PACK_FEATURES``: four features in [0, 1] read off the prompt and the public tests, for
+    any language of task (length on a log scale up to 8,000 characters, lines up to 60, public
+    examples up to 10, the entry point's parameters up to 6)."""
+    signature = re.search(rf"def\s+{re.escape(problem.entry_point)}\s*\(([^)]*)\)", problem.prompt)
+    parameters = 0
+    if signature is not None:
+        parameters = len([p for p in signature.group(1).split(",") if p.strip() not in ("", "*")])
+    raw = (
+        math.log1p(len(problem.prompt)) / math.log1p(8000),
+        problem.prompt.count("\n") / 60,
+        len(problem.public_tests) / 10,
+        parameters / 6,
+    )
+    return np.clip(np.array(raw, dtype=np.float32), 0.0, 1.0)
+
+
+class PackTaskSource:
+    """The problems of one split of a pack, as a ``TaskSource`` (``pack_split`` says which;
+    "all" is every problem). ``val`` and ``fit`` are carved from ``train`` as for any source."""
+
+    SPLITS = (*PACK_SPLITS, "all")
+    feature_names: tuple[str, ...] = PACK_FEATURES
+
+    def __init__(self, problems: Sequence[PackProblem], split: str = "train"):
+        if split not in self.SPLITS:
+            raise ValueError(f"unknown split {split!r}; a pack has {[*self.SPLITS, 'val', 'fit']}")
+        self.problems = [p for p in problems if split == "all" or pack_split(p) == split]
+        if not self.problems:
+            raise ValueError(
+                f"none of the pack's {len(problems)} problems is in the {split!r} split (one in "
+                f"{TEST_EVERY} is test unless metadata.split says otherwise)"
+            )
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def task(self, index: int) -> Task:
+        problem = self.problems[index]
+        value = problem.metadata.get("difficulty")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        difficulty = float(value) if number and value is not None else None
+        return Task(
+            task_id=problem.task_id,
+            prompt_features=pack_features(problem),
+            public_tests=len(problem.public_tests),
+            hidden_tests=problem.hidden_total,
+            prompt_tokens=len(problem.prompt) // 4,
+            difficulty=difficulty if difficulty is not None and 0 <= difficulty <= 1 else None,
+        )

@@ -63,9 +63,14 @@ class RecordedTier(Protocol):
     recorded_repair_rounds: int | None
     task_count: int
     traces: TraceTable
-    models_dir: Path
+    max_new_tokens: int
+    """The most tokens one attempt writes (the observation's length scale)."""
 
     def outcome_table(self, task_ids: list[str], rounds: int) -> dict[str, np.ndarray]: ...
+
+    def asset_files(self) -> list[Path]:
+        """The files the tier's behaviour depends on (``env_hash`` digests them)."""
+        ...
 
 
 @runtime_checkable

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 from occ_gym.resources import MODELS_DIR
 from occ_gym.tiers.nano_card import MAX_NEW_TOKENS, attempt_seed, fit_repair_context, read_card
-from occ_gym.tiers.nano_tier import AttemptRequest, WrittenAttempt
 from occ_gym.tiers.pool import PoolError, PoolSpec, TierSpec
+from occ_gym.tiers.writing import AttemptRequest, WrittenAttempt
 
 CHAT_INSTRUCTION = (
     "Complete the Python function the user gives. Answer with the whole function in one "

@@ -1,21 +1,18 @@
-"""Nano tiers in the env: replayed from a trace table, or written live on a cache miss.
+"""Nano tiers: the shipped models as writers (``NanoWriter``), and a suite's tiers in the env,
+replayed from a trace table or written live on a cache miss (``NanoTier``).
 
-The same function (``run_attempts``) writes and verifies attempts for ``occ-gym record`` and for
-live mode, and an attempt's sampling seed is a hash of its key, so a live attempt equals the
-recorded row with the same key.
+An attempt's sampling seed is a hash of its key and ``run_attempts`` writes both recordings and
+live attempts, so a live attempt equals the recorded row with the same key.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from occ_gym.attempt import ANSWER_FIELDS, OUTCOME_FIELDS, Attempt
 from occ_gym.resources import MODELS_DIR
 from occ_gym.tasks.base import CARVED_SPLITS, CodeProblem, Task
 from occ_gym.tasks.synthetic import problem_for
@@ -29,62 +26,13 @@ from occ_gym.tiers.nano_card import (
     read_card,
     repair_context,
 )
+from occ_gym.tiers.replay import LiveBackend, TableTier
 from occ_gym.tiers.suites import V0_SUITE, NanoSuite
-from occ_gym.traces.table import (
-    FLOPS_PER_COST_UNIT,
-    TraceError,
-    TraceRow,
-    TraceTable,
-    coverage_gaps,
-)
-from occ_gym.verifier import Verifier
+from occ_gym.tiers.writing import AttemptRequest, WrittenAttempt
+from occ_gym.traces.table import FLOPS_PER_COST_UNIT, TraceError, TraceTable, coverage_gaps
 
 if TYPE_CHECKING:
     from occ_gym.tiers.nano import NanoModel
-
-WRITE_BATCH = 64
-
-
-@dataclass(frozen=True)
-class AttemptRequest:
-    """One attempt to write: the problem, which sample, and the failed attempts before it."""
-
-    problem: CodeProblem
-    sample: int
-    history: tuple[TraceRow, ...] = ()
-
-    @property
-    def repair_round(self) -> int:
-        return len(self.history)
-
-    @property
-    def failures(self) -> list[tuple[str, str]]:
-        """The earlier candidates of the chain with the verifier's feedback on each."""
-        return [(row.code, row.feedback) for row in self.history]
-
-
-@dataclass(frozen=True)
-class WrittenAttempt:
-    """What a writer reports for one request: the body and what writing it took."""
-
-    body: str
-    context_tokens: int
-    new_tokens: int
-    flops: int
-    wall_ms: float
-    logprob_mean: float
-    logprob_min: float
-    context_dropped: int
-
-
-class Writer(Protocol):
-    """Who writes the bodies of one tier's attempts: a nano model here, or an endpoint
-    (``occ_gym.tiers.endpoint``). ``name`` is the tier's name in the trace and in each
-    attempt's sampling seed (``attempt_seed``)."""
-
-    name: str
-
-    def write(self, requests: Sequence[AttemptRequest]) -> list[WrittenAttempt]: ...
 
 
 class NanoWriter:
@@ -130,97 +78,16 @@ class NanoWriter:
         ]
 
 
-def run_attempts(
-    writer: Writer, requests: Sequence[AttemptRequest], verifier: Verifier
-) -> list[TraceRow]:
-    """Write every request's body in batches, verify it on public and hidden tests, make rows."""
-    written: list[WrittenAttempt] = []
-    public, hidden = [], []
-    # Batch by batch, so the sandbox verifies one batch while the next is written.
-    for start in range(0, len(requests), WRITE_BATCH):
-        batch = requests[start : start + WRITE_BATCH]
-        bodies = writer.write(batch)
-        for request, attempt in zip(batch, bodies, strict=True):
-            public.append(verifier.submit(request.problem.candidate(attempt.body)))
-            hidden.append(verifier.submit(request.problem.candidate(attempt.body, hidden=True)))
-        written += bodies
-    rows = []
-    for request, attempt, public_future, hidden_future in zip(
-        requests, written, public, hidden, strict=True
-    ):
-        verdict, hidden_verdict = public_future.result(), hidden_future.result()
-        rows.append(
-            TraceRow(
-                task_id=request.problem.task_id,
-                tier=writer.name,
-                kind="repair" if request.repair_round else "fresh",
-                sample=request.sample,
-                repair_round=request.repair_round,
-                context_tokens=attempt.context_tokens,
-                new_tokens=attempt.new_tokens,
-                flops=attempt.flops,
-                wall_ms=attempt.wall_ms,
-                verify_ms=1000 * verdict.wall_s,
-                code=attempt.body,
-                public_passed=verdict.tests_passed,
-                public_total=verdict.tests_total,
-                hidden_passed=hidden_verdict.tests_passed,
-                hidden_total=hidden_verdict.tests_total,
-                exit_kind=verdict.exit_kind.value,
-                hidden_exit_kind=hidden_verdict.exit_kind.value,
-                failure_root=""
-                if verdict.passed or verdict.failure_root is None
-                else verdict.failure_root.value,
-                error_kind=verdict.error_kind.name.lower(),
-                feedback=verdict.feedback(),
-                logprob_mean=attempt.logprob_mean,
-                logprob_min=attempt.logprob_min,
-                public_outputs=verdict.outputs_digest(),
-                context_dropped=attempt.context_dropped,
-            )
-        )
-    return rows
+def load_nano_writer(models_dir: Path, temperature: float, name: str) -> NanoWriter:
+    """Tier ``name``'s model from ``models_dir`` as a writer (live mode's, made on demand)."""
+    from occ_gym.tiers.nano import NanoModel  # torch: only when a model writes
+
+    return NanoWriter(NanoModel.load(name, models_dir), temperature)
 
 
-class LiveBackend:
-    """What live mode shares across tiers: the loaded models and one verifier, made on demand."""
-
-    def __init__(self, models_dir: Path = MODELS_DIR):
-        self.models_dir = models_dir
-        self._models: dict[str, NanoModel] = {}
-        self._verifier: Verifier | None = None
-
-    def model(self, name: str) -> NanoModel:
-        if name not in self._models:
-            from occ_gym.tiers.nano import NanoModel  # torch: only when a model writes
-
-            self._models[name] = NanoModel.load(name, self.models_dir)
-        return self._models[name]
-
-    @property
-    def verifier(self) -> Verifier:
-        if self._verifier is None:
-            self._verifier = Verifier()
-        return self._verifier
-
-    def close(self) -> None:
-        if self._verifier is not None:
-            self._verifier.close()
-            self._verifier = None
-
-    def __getstate__(self) -> dict[str, object]:
-        """Pickles without its sandbox processes and loaded networks (made again on demand)."""
-        return {"models_dir": self.models_dir, "_models": {}, "_verifier": None}
-
-
-class NanoTier:
-    """A trained nano model as a ``Tier``: recorded attempts first, live writing on a miss.
-
-    In replay mode (``live is None``) the tier serves what its table holds: the samples it
-    recorded per task (``samples_per_task``) and repairs up to ``recorded_repair_rounds``, which
-    the env's mask respects; ``make_nano_tiers`` refuses a table with gaps. In live mode a key
-    the table lacks is written and verified, then kept for the rest of the run.
-    """
+class NanoTier(TableTier):
+    """A trained nano model of a suite as a ``Tier``: recorded attempts first, live writing on a
+    miss (``TableTier``); ``make_nano_tiers`` refuses a replayed table with gaps."""
 
     def __init__(
         self,
@@ -231,19 +98,19 @@ class NanoTier:
         models_dir: Path = MODELS_DIR,
         suite: NanoSuite = V0_SUITE,
     ):
-        self.name = name
+        samples = suite.samples if live else traces.samples(name)
+        super().__init__(name, traces, task_count, samples, live)
         self.suite = suite
-        self.samples_per_task = suite.samples if live else traces.samples(name)
-        self.recorded_repair_rounds = None if live else traces.repair_rounds()
-        self.task_count = task_count
-        self.traces = traces
-        self.live = live
         self.models_dir = models_dir
         self.config, self.tokenizer, self.card = read_card(models_dir / name)
         self.nominal_cost = self.card["held_out"]["flops_per_fresh_attempt"] / FLOPS_PER_COST_UNIT
         self._costs: dict[tuple[str, int], float] = {}
-        self._attempts: dict[tuple[str, int, int], Attempt] = {}
-        self._written: dict[tuple[str, str, int, int], TraceRow] = {}
+
+    def problem(self, task_id: str) -> CodeProblem:
+        return problem_for(task_id)
+
+    def asset_files(self) -> list[Path]:
+        return [*super().asset_files(), *self.models_dir.glob(f"{self.name}.*")]
 
     def attempt_cost(self, task: Task, repair_round: int) -> float:
         """The cost known before the attempt: the prompt's exact token count, a typical body,
@@ -256,60 +123,6 @@ class NanoTier:
             cost = attempt_flops(self.config, context, BODY_ESTIMATE_TOKENS) / FLOPS_PER_COST_UNIT
             self._costs[(task.task_id, repair_round)] = cost
         return cost
-
-    def row(self, task_id: str, sample: int, repair_round: int) -> TraceRow:
-        key = (task_id, self.name, sample, repair_round)
-        found = self.traces.row(key) or self._written.get(key)
-        if found is not None:
-            return found
-        if self.live is None:
-            raise KeyError(
-                f"attempt {key} is not in the trace table {self.traces.source}; "
-                "record it (occ-gym record) or use mode='live'"
-            )
-        history = tuple(self.row(task_id, sample, r) for r in range(repair_round))
-        request = AttemptRequest(problem_for(task_id), sample, history)
-        writer = NanoWriter(self.live.model(self.name), self.suite.temperature)
-        (written,) = run_attempts(writer, [request], self.live.verifier)
-        self._written[key] = written
-        return written
-
-    def attempt(
-        self,
-        task: Task,
-        sample: int,
-        repair_round: int,
-        draws: np.ndarray,
-        parent: Attempt | None,
-    ) -> Attempt:
-        key = (task.task_id, sample, repair_round)
-        attempt = self._attempts.get(key)
-        if attempt is None:
-            attempt = self._attempts[key] = self.row(*key).attempt()
-        return attempt
-
-    def outcome_table(self, task_ids: list[str], rounds: int) -> dict[str, np.ndarray]:
-        """Every recorded attempt of the given tasks as arrays ``(task, sample, round)``: the
-        fields of ``Attempt`` the vector env reads (``OUTCOME_FIELDS``, ``ANSWER_FIELDS``); nan
-        where the table has no row (the repair of a candidate that passed its public tests,
-        which no episode can ask for)."""
-        shape = (len(task_ids), self.samples_per_task, rounds)
-        fields = (*OUTCOME_FIELDS, *ANSWER_FIELDS)
-        table = {name: np.full(shape, np.nan) for name in fields}
-        for t, task_id in enumerate(task_ids):
-            for sample in range(self.samples_per_task):
-                for r in range(rounds):
-                    row = self.traces.row((task_id, self.name, sample, r))
-                    if row is None:
-                        continue
-                    attempt = row.attempt()
-                    for name in fields:
-                        table[name][t, sample, r] = getattr(attempt, name)
-        return table
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.close()
 
 
 def traces_path(split: str, suite: NanoSuite = V0_SUITE) -> Path:
@@ -342,11 +155,13 @@ def make_nano_tiers(
     task_count = recorded_task_count(table, split, suite)
     if mode == "replay":
         check_replayable(table, suite)
-    live = LiveBackend(models_dir) if mode == "live" else None
+    live = None
+    if mode == "live":
+        live = LiveBackend(partial(load_nano_writer, models_dir, suite.temperature))
     tiers = [NanoTier(name, table, task_count, live, models_dir, suite) for name in suite.tiers]
     if live is not None:
         for name in suite.tiers:
-            live.model(name)  # CheckpointError naming the file, now rather than mid-episode
+            live.writer(name)  # CheckpointError naming the file, now rather than mid-episode
     return tiers
 
 

@@ -27,6 +27,7 @@ request is made. The key itself never enters a trace, a plan or a log.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -163,6 +164,20 @@ class PoolSpec:
             for spec in self.tiers
         ]
         return {"cost": self.cost, "tiers": tiers}
+
+
+def pool_text(pool: PoolSpec) -> str:
+    """The pool as a TOML file ``read_pool`` reads back to the same tiers (each setting that
+    differs from its default; strings JSON-quoted, which TOML's basic strings accept)."""
+    defaults = TierSpec("", "", "")
+    lines = [f"cost = {json.dumps(pool.cost)}"]
+    for spec in pool.tiers:
+        lines += ["", "[[tiers]]"]
+        for name, value in asdict(spec).items():
+            if name in ("name", "kind", "model") or value != getattr(defaults, name):
+                shown = json.dumps(value) if isinstance(value, (str, bool)) else repr(value)
+                lines.append(f"{name} = {shown}")
+    return "\n".join(lines) + "\n"
 
 
 def read_pool(path: str | Path) -> PoolSpec:

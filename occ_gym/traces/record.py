@@ -20,15 +20,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from occ_gym.resources import MODELS_DIR
 from occ_gym.tasks.base import CodeProblem
-from occ_gym.tasks.pack import PackProblem, problem_record, test_record
 from occ_gym.tasks.synthetic import make_problem
-from occ_gym.tiers.endpoint import EndpointError, EndpointWriter
+from occ_gym.tiers.endpoint import EndpointError
 from occ_gym.tiers.nano import NanoModel
-from occ_gym.tiers.nano_tier import AttemptRequest, NanoWriter, Writer, run_attempts
+from occ_gym.tiers.nano_tier import NanoWriter
 from occ_gym.tiers.pool import PoolSpec
+from occ_gym.tiers.pool_tier import writer_for
 from occ_gym.tiers.suites import V0_SUITE, NanoSuite, suite_named
+from occ_gym.tiers.writing import AttemptRequest, Writer, run_attempts
+from occ_gym.traces.recording import TRACES_FILE, finish_recording, pack_digest
 from occ_gym.traces.table import TraceRow, read_table, rows_to_table, write_table
 from occ_gym.verifier import Verifier
 
@@ -164,8 +165,10 @@ def record_pool(
     verifier: Verifier | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Record every tier of ``pool`` on ``problems`` (a task pack's) into ``out``, resumably;
-    ``RecordIncomplete`` (after every chunk was tried) says which tasks are missing."""
+    """Record every tier of ``pool`` on ``problems`` (a task pack's) into the folder ``out``
+    (``occ_gym.traces.recording``: the table, the tasks, the pool), resumably, and return the
+    table's path; ``RecordIncomplete`` (after every chunk was tried) says which tasks are
+    missing."""
     if pool.cost != "flops":
         raise ValueError(
             f"{pool.source}: cost = {pool.cost!r} pools cannot be recorded yet (trace tables "
@@ -180,13 +183,11 @@ def record_pool(
     writers = writers_for(pool)
     if not problems:
         raise ValueError("record_pool needs at least one problem")
-    pack = hashlib.sha256()
-    for problem in problems:
-        pack.update(problem_digest_text(problem).encode())
+    digest = pack_digest(list(problems))
     settings = {"samples": samples, "repair_rounds": repair_rounds, "chunk_size": chunk_size}
     identity = {
         "pool": pool.identity(),
-        "pack_sha256": pack.hexdigest(),
+        "pack_sha256": digest,
         "tasks": len(problems),
         **settings,
         "models_sha256": {
@@ -196,7 +197,7 @@ def record_pool(
     metadata = {
         "occ_gym.pool": json.dumps(pool.identity()),
         "occ_gym.cost_unit": pool.cost_unit,
-        "occ_gym.record": json.dumps({**settings, "pack_sha256": pack.hexdigest()}),
+        "occ_gym.record": json.dumps({**settings, "pack_sha256": digest}),
         "occ_gym.tiers": json.dumps([spec.name for spec in pool.tiers]),
     }
     chunks = -(-len(problems) // chunk_size)
@@ -204,8 +205,9 @@ def record_pool(
     def chunk_problems(chunk: int) -> list[CodeProblem]:
         return list(problems[chunk * chunk_size : (chunk + 1) * chunk_size])
 
+    out.mkdir(parents=True, exist_ok=True)
     return _record_parts(
-        out,
+        out / TRACES_FILE,
         identity,
         metadata,
         chunks,
@@ -214,37 +216,13 @@ def record_pool(
         (samples, repair_rounds),
         verifier,
         progress,
-    )
-
-
-def problem_digest_text(problem: CodeProblem) -> str:
-    """A problem's identity for a recording's plan: the same text in every process (sets in a
-    fixed order, whatever the hash seed)."""
-    if isinstance(problem, PackProblem):
-        return json.dumps(problem_record(problem), sort_keys=True)
-    return json.dumps(
-        {
-            "task_id": problem.task_id,
-            "prompt": problem.prompt,
-            "entry_point": problem.entry_point,
-            "public": [test_record(t) for t in problem.candidate("").tests],
-            "hidden": [test_record(t) for t in problem.candidate("", hidden=True).tests],
-        },
-        sort_keys=True,
+        before_merge=lambda table: finish_recording(out, table, list(problems), pool),
     )
 
 
 def writers_for(pool: PoolSpec) -> list[Writer]:
     """One writer per tier of the pool, in its order (nano models are loaded here)."""
-    writers: list[Writer] = []
-    for spec in pool.tiers:
-        if spec.kind == "nano":
-            models_dir = Path(spec.models_dir) if spec.models_dir else MODELS_DIR
-            model = NanoModel.load(spec.model, models_dir)
-            writers.append(NanoWriter(model, spec.temperature, spec.name))
-        else:
-            writers.append(EndpointWriter(spec, pool))
-    return writers
+    return [writer_for(pool, spec.name) for spec in pool.tiers]
 
 
 def _record_parts(
@@ -257,9 +235,11 @@ def _record_parts(
     rounds: tuple[int, int],
     verifier: Verifier | None,
     progress: Callable[[int, int], None] | None,
+    before_merge: Callable[[pa.Table], dict[str, str]] | None = None,
 ) -> Path:
     """Record chunk by chunk into part files beside ``out`` (skipping those a killed run left),
-    then merge them into ``out``; a chunk an endpoint keeps failing is left for a rerun."""
+    then merge them into ``out``, with the metadata ``before_merge`` adds from the merged rows;
+    a chunk an endpoint keeps failing is left for a rerun."""
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     plan_file = parts / "plan.json"
@@ -304,8 +284,10 @@ def _record_parts(
             f"in {parts}: run the same recording again to record the rest"
         )
     tables = [read_table(parts / f"part-{c:05d}.parquet") for c in range(chunks)]
-    merged = pa.concat_tables(tables).replace_schema_metadata(
-        {**(tables[0].schema.metadata or {}), **metadata}
+    merged = pa.concat_tables(tables)
+    extra = before_merge(merged) if before_merge is not None else {}
+    merged = merged.replace_schema_metadata(
+        {**(tables[0].schema.metadata or {}), **metadata, **extra}
     )
     write_table(merged, out)
     shutil.rmtree(parts)

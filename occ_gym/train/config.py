@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 ALGORITHM_NAMES = ("maskable_ppo", "ppo", "grpo")
 VEC_ENVS = ("dummy", "subproc", "native")
@@ -41,3 +48,27 @@ class TrainConfig:
     resume: str | None = None
     """A checkpoint to continue from, with the hyperparameters it was saved with; its step
     count counts towards ``timesteps``."""
+
+
+class TrainError(ValueError):
+    """A training request that cannot run (raised before any training starts)."""
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with a TOML value (``learning_rate=1e-3``, ``policy_kwargs={net_arch=[32]}``);
+    a value that is not TOML is taken as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise TrainError(f"an override is key=value, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"value = {value.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as the TOML text ``parse_override`` reads back."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)

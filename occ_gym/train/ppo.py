@@ -30,7 +30,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,13 @@ from occ_gym.events import training_event
 from occ_gym.hashing import env_hash, library_versions, stable_hash
 from occ_gym.integrations.sb3 import make_sb3_vec_env
 from occ_gym.policies.learned import RUN_FILE, LearnedPolicy
-from occ_gym.train.config import VEC_ENVS, TrainConfig
+from occ_gym.train.config import (
+    VEC_ENVS,
+    TrainConfig,
+    TrainError,
+    parse_override,
+    toml_value,
+)
 from occ_gym.train.grpo import GRPO
 from occ_gym.validation import positive_int
 from occ_gym.wrappers import IllegalActionPenalty
@@ -81,10 +87,6 @@ EVENTS_FILE = "events.jsonl"
 """The run folder's event log: one ``optimizer_update`` per held-out evaluation."""
 
 
-class TrainError(ValueError):
-    """A training request that cannot run (raised before any training starts)."""
-
-
 def hyperparameters(env_id: str, algo: str) -> dict[str, Any]:
     """The table for ``algo`` in ``hyperparams/<env_id>.toml`` (``TrainError`` if missing)."""
     path = HYPERPARAMS_DIR / f"{env_id}.toml"
@@ -99,19 +101,6 @@ def hyperparameters(env_id: str, algo: str) -> dict[str, Any]:
     if algo not in document:
         raise TrainError(f"{path} has no [{algo}] table")
     return dict(document[algo])
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with a TOML value (``learning_rate=1e-3``, ``policy_kwargs={net_arch=[32]}``);
-    a value that is not TOML is taken as a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise TrainError(f"an override is key=value, got {text!r}")
-    try:
-        parsed = tomllib.loads(f"value = {value.strip()}")["value"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    return key.strip(), parsed
 
 
 def linear_schedule(key: str, text: str, algo: str) -> LinearSchedule:
@@ -637,13 +626,6 @@ def _command_for(run: ResolvedRun) -> str:
             f"{flag} {shlex.quote(f'{k}={toml_value(v)}')}" for k, v in sorted(values.items())
         ]
     return " ".join(parts)
-
-
-def toml_value(value: Any) -> str:
-    """``value`` as the TOML text ``parse_override`` reads back."""
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
 
 
 def with_overrides(
