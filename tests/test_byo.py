@@ -43,6 +43,7 @@ RECORDED_EQUAL = (
     "error_kind",
     "feedback",
     "context_dropped",
+    "cost",
 )
 
 

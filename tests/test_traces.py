@@ -18,8 +18,10 @@ from occ_gym.tiers.nano_tier import traces_path
 from occ_gym.tiers.suites import V0_SUITE
 from occ_gym.traces.record import RecordPlan, record
 from occ_gym.traces.table import (
+    FLOPS_PER_COST_UNIT,
     KEY_COLUMNS,
     TRACE_SCHEMA,
+    TRACE_VERSION,
     TraceError,
     TraceTable,
     read_table,
@@ -178,8 +180,10 @@ def test_an_older_table_reads_context_dropped_as_not_recorded_and_upgrades_exact
     path.write_bytes(traces_path("test").read_bytes())
     cut = upgrade_file(path)
     table = read_table(path)
-    assert table.schema.metadata[b"occ_gym.trace_version"] == b"4"
+    assert table.schema.metadata[b"occ_gym.trace_version"] == TRACE_VERSION.encode()
     assert b"occ_gym.upgraded_from" not in table.schema.metadata
+    flops = table.column("flops").to_pylist()
+    assert table.column("cost").to_pylist() == [f / FLOPS_PER_COST_UNIT for f in flops]
     dropped = table.column("context_dropped").to_pylist()
     rounds = table.column("repair_round").to_pylist()
     assert min(dropped) == 0 and cut == sum(d > 0 for d in dropped) > 0
@@ -190,7 +194,8 @@ def test_an_older_table_reads_context_dropped_as_not_recorded_and_upgrades_exact
     lengths = pa.array([n + 1 for n in table.column("context_tokens").to_pylist()], pa.int32())
     stale = table.set_column(column, TRACE_SCHEMA.field("context_tokens"), lengths)
     metadata = {**stale.schema.metadata, b"occ_gym.trace_version": b"3"}
-    write_table(stale.drop_columns(["context_dropped"]).replace_schema_metadata(metadata), tampered)
+    older = stale.drop_columns(["context_dropped", "cost"])
+    write_table(older.replace_schema_metadata(metadata), tampered)
     with pytest.raises(TraceError, match="rebuilt context"):
         upgrade_file(tampered)
     assert read_table(tampered).schema.metadata[b"occ_gym.upgraded_from"] == b"3"

@@ -24,7 +24,7 @@ from occ_gym.envs.code_env import RECORDED_PENALTY, RECORDED_VERIFY_SHARE
 from occ_gym.resources import DEMO_RECORDING, MODELS_DIR, TRACES_DIR
 from occ_gym.tasks.pack import PackProblem, humaneval_pack, read_pack, synthetic_pack, write_pack
 from occ_gym.tiers.nano_card import read_card, repair_context
-from occ_gym.tiers.pool import pool_text, read_pool
+from occ_gym.tiers.pool import PoolSpec, pool_text, read_pool
 from occ_gym.traces.record import record_pool
 from occ_gym.traces.recording import POOL_FILE, TASKS_FILE, TRACES_FILE, Recording
 from occ_gym.traces.table import TraceError
@@ -211,6 +211,87 @@ def test_replay_refuses_a_table_with_gaps_and_live_mode_a_different_pool(recorde
         make(recorded, pool=str(other))
 
 
+def test_tasks_takes_a_pack_replayed_where_recorded_and_written_live_where_not(recorded, tmp_path):
+    problems = read_pack(recorded / TASKS_FILE)
+    subset = write_pack(problems[:5], tmp_path / "subset.jsonl")
+    env = make(recorded, tasks=str(subset), split="all")
+    assert len(env.unwrapped.task_source) == 5
+    fresh = synthetic_pack("test", 2, "synthetic-v1")
+    wider = write_pack([*problems[:2], *fresh], tmp_path / "wider.jsonl")
+    with pytest.raises(
+        TraceError, match=r"no rows for tiers \[\] or tasks \['synthetic-v1/test/0'"
+    ):
+        make(recorded, tasks=str(wider))
+    live = make(recorded, tasks=str(wider), split="all", mode="live")
+    try:
+        for index in range(4):
+            play_index(live, index)
+        assert any(
+            key[0].startswith("synthetic-v1/test/") for key in live.unwrapped.tiers[0]._written
+        )
+    finally:
+        live.close()
+    changed = replace(problems[0], prompt=problems[0].prompt + "# edited\n")
+    with pytest.raises(TraceError, match="differs from the one"):
+        make(recorded, tasks=str(write_pack([changed], tmp_path / "changed.jsonl")))
+
+
+def play_index(env: gym.Env, index: int) -> None:
+    """One episode of task ``index``: every tier once, verified, then submit."""
+    env.reset(seed=index, options={"task_index": index})
+    layout = env.unwrapped.action_layout
+    for tier in range(layout.num_tiers):
+        env.step(layout.attempt(tier))
+        env.step(layout.verify)
+    env.step(layout.submit)
+
+
+# ---------------------------------------------------------------- cost models
+
+
+PRICES = {"cheap": (2e-7, 8e-7), "expensive": (1e-6, 4e-6)}
+"""Dollars per input and output token of each tier of the priced pool."""
+
+
+def test_a_priced_pool_records_what_each_attempt_cost_and_the_env_charges_it(
+    server, tmp_path, verifier
+):
+    specs = [
+        endpoint_tier(name, server, input_price=inputs, output_price=outputs)
+        for name, (inputs, outputs) in PRICES.items()
+    ]
+    pool = PoolSpec(tuple(specs), "price", "priced")
+    out = tmp_path / "priced"
+    problems = synthetic_pack("train", 6, "synthetic-v1")
+    record_pool(pool, problems, out, samples=2, repair_rounds=1, verifier=verifier)
+    rows = pq.read_table(out / TRACES_FILE).to_pylist()
+    for row in rows:
+        inputs, outputs = PRICES[row["tier"]]
+        expected = 1e6 * (inputs * row["context_tokens"] + outputs * row["new_tokens"])
+        assert row["cost"] == pytest.approx(expected, rel=1e-12)
+    assert Recording.read(out).cost_unit == "1e-6 USD"
+    env = make(out, split="all")
+    assert env.unwrapped.cost_unit == "1e-6 USD"
+    inner = env.unwrapped
+    by_key = {(r["task_id"], r["tier"], r["sample"], r["repair_round"]): r for r in rows}
+    for seed in range(10):
+        env.reset(seed=seed)
+        _, _, _, _, info = env.step(inner.action_layout.attempt(1))
+        row = by_key[(inner.task.task_id, "expensive", inner.candidate.sample, 0)]
+        assert info["cost"] == row["cost"] and info["tier"] == "expensive"
+
+
+def test_a_latency_pool_records_each_attempts_wall_time_as_its_cost(server, tmp_path, verifier):
+    pool = PoolSpec((endpoint_tier("cheap", server),), "latency", "timed")
+    out = tmp_path / "timed"
+    record_pool(
+        pool, synthetic_pack("train", 3), out, samples=1, repair_rounds=0, verifier=verifier
+    )
+    rows = pq.read_table(out / TRACES_FILE).to_pylist()
+    assert all(r["cost"] == pytest.approx(r["wall_ms"]) and r["cost"] > 0 for r in rows)
+    assert Recording.read(out).cost_unit == "ms"
+
+
 # ---------------------------------------------------------------- bad folders
 
 
@@ -231,7 +312,7 @@ def test_a_folder_that_is_not_a_recording_is_refused_naming_what_is_wrong(record
     (edited / TASKS_FILE).write_text("{not json\n")
     with pytest.raises(TraceError, match=r"tasks.jsonl cannot be read.*line 1"):
         make(edited)
-    with pytest.raises(ValueError, match="tasks must be 'recorded'"):
+    with pytest.raises(ValueError, match="cannot read task pack synthetic"):
         make(recorded, tasks="synthetic")
 
 

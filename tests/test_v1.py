@@ -165,6 +165,7 @@ def hand_built_table(tmp_path):
                     context_tokens=50,
                     new_tokens=20,
                     flops=COSTS[tier] * 1_000_000,
+                    cost=COSTS[tier],
                     wall_ms=1.0,
                     verify_ms=1.0,
                     code="    return xs\n",

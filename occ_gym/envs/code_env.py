@@ -20,10 +20,11 @@ from occ_gym.envs.layout import VERDICTS, ActionLayout, MaskedDiscrete, Observat
 from occ_gym.resources import DEMO_RECORDING
 from occ_gym.tasks import SyntheticTaskSource, make_task_source
 from occ_gym.tasks.base import Task, TaskSource, base_split, carve_split
-from occ_gym.tasks.pack import PackTaskSource
+from occ_gym.tasks.pack import PackTaskSource, read_pack
 from occ_gym.tiers import make_tiers
 from occ_gym.tiers.base import ClosableTier, RecordedTier, Tier
 from occ_gym.tiers.nano_card import MAX_NEW_TOKENS
+from occ_gym.tiers.pool import COST_MODELS
 from occ_gym.tiers.suites import V0_SUITE
 from occ_gym.validation import build_dataclass, finite_number
 
@@ -31,6 +32,8 @@ MAX_STEPS = 64
 """The longest episode ``max_steps`` allows."""
 DEFAULT_VERIFIER_COST = 50.0
 """VERIFY's cost in cost units unless ``verifier_cost`` says otherwise (not for a recorded pool)."""
+NANO_COST_UNIT = COST_MODELS["flops"]
+"""The nano suites' cost unit (``traces.table.FLOPS_PER_COST_UNIT`` FLOPs)."""
 RECORDED = "recorded"
 """``tiers=`` and ``tasks=`` of ``OCC-Traces-v0``: a recorded pool on its recorded tasks."""
 RECORDED_PENALTY = 0.15
@@ -49,21 +52,21 @@ def recorded_pool(
     models: str | None,
     simulation: Mapping[str, Any] | None,
     pool: str | None,
-) -> tuple[list[Tier], TaskSource]:
-    """``OCC-Traces-v0``'s tiers and tasks: the recording in folder ``traces`` (a folder
-    `occ-gym record --pool POOL --tasks PACK --out DIR` wrote; the shipped demo by default)."""
+) -> tuple[list[Tier], TaskSource, str]:
+    """``OCC-Traces-v0``'s tiers, tasks and cost unit: the recording in folder ``traces`` (a folder
+    `occ-gym record --pool POOL --tasks PACK --out DIR` wrote; the shipped demo by default), on
+    its recorded tasks or on the task pack at path ``tasks`` (live mode writes what the
+    recording lacks)."""
     from occ_gym.tiers.pool_tier import make_pool_tiers
     from occ_gym.traces.recording import Recording
 
-    if tasks != RECORDED:
-        raise ValueError(
-            f"tiers={RECORDED!r} replays its recorded tasks: tasks must be {RECORDED!r}"
-        )
     if models is not None or simulation is not None:
         raise ValueError("models and simulation do not apply to a recorded pool (see pool=)")
     recording = Recording.read(DEMO_RECORDING if traces is None else traces)
-    tiers: list[Tier] = list(make_pool_tiers(recording, mode, pool))
-    return tiers, carve_split(PackTaskSource(recording.problems, base_split(split)), split)
+    problems = recording.problems if tasks == RECORDED else recording.problems_of(read_pack(tasks))
+    tiers: list[Tier] = list(make_pool_tiers(recording, mode, pool, problems))
+    source = carve_split(PackTaskSource(problems, base_split(split)), split)
+    return tiers, source, recording.cost_unit
 
 
 class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
@@ -167,8 +170,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     | tiers         | "simulated"   | "simulated", a list of ``SimulatedTierSpec`` mappings,     |
     |               |               | "nano" (the trained code models; needs tasks="synthetic"), |
     |               |               | or "recorded" (any recorded pool: ``OCC-Traces-v0``)       |
-    | tasks         | "simulated"   | the task source: "simulated", "synthetic" (nano tiers) or  |
-    |               |               | "recorded" (the recording's task pack)                     |
+    | tasks         | "simulated"   | the task source: "simulated", "synthetic" (nano tiers), or |
+    |               |               | "recorded" (the recording's tasks) or a task pack's path   |
     | split         | "train"       | "train", "test" (held out), or "val" / "fit": a tenth of   |
     |               |               | train (v1: by program) / the rest (select on val); a       |
     |               |               | recorded pool also has "all"                               |
@@ -248,8 +251,10 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self.max_steps = int(max_steps)
         recorded_split = base_split(split)
         answer_signals = False
+        self.cost_unit = "cost units"
+        """What costs, compute and the budget are counted in (a recorded pool's own unit)."""
         if tiers == RECORDED:
-            self.tiers, self.task_source = recorded_pool(
+            self.tiers, self.task_source, self.cost_unit = recorded_pool(
                 tasks, split, mode, traces, models, simulation, pool
             )
             answer_signals = True
@@ -262,6 +267,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
                 # A nano suite's tiers say which tasks they recorded and what the observation
                 # shows.
                 suite = getattr(first, "suite", V0_SUITE)
+                self.cost_unit = NANO_COST_UNIT
                 self.task_source = carve_split(
                     SyntheticTaskSource(recorded_split, first.task_count, suite.tasks), split
                 )

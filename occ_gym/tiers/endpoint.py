@@ -169,11 +169,12 @@ class EndpointWriter:
             body=body,
             context_tokens=context,
             new_tokens=new,
-            flops=spec.flops(context, new) if self.cost == "flops" else 0,
+            flops=spec.flops(context, new) if spec.parameters else 0,
             wall_ms=wall_ms,
             logprob_mean=sum(logprobs) / len(logprobs) if logprobs else math.nan,
             logprob_min=min(logprobs) if logprobs else math.nan,
             context_dropped=dropped,
+            cost=spec.cost(self.cost, context, new, wall_ms),
         )
 
 

@@ -63,19 +63,23 @@ class NanoWriter:
         rounds = [r.repair_round for r in requests]
         written = model.write_scored(contexts, rounds, seeds, self.temperature)
         wall_ms = 1000 * (time.perf_counter() - started) / max(len(written), 1)
-        return [
-            WrittenAttempt(
-                body=attempt.body,
-                context_tokens=len(context),
-                new_tokens=attempt.new_tokens,
-                flops=model.flops(len(context), attempt.new_tokens),
-                wall_ms=wall_ms,
-                logprob_mean=attempt.logprob_mean,
-                logprob_min=attempt.logprob_min,
-                context_dropped=dropped,
+        results = []
+        for (context, dropped), attempt in zip(fitted, written, strict=True):
+            flops = model.flops(len(context), attempt.new_tokens)
+            results.append(
+                WrittenAttempt(
+                    body=attempt.body,
+                    context_tokens=len(context),
+                    new_tokens=attempt.new_tokens,
+                    flops=flops,
+                    wall_ms=wall_ms,
+                    logprob_mean=attempt.logprob_mean,
+                    logprob_min=attempt.logprob_min,
+                    context_dropped=dropped,
+                    cost=flops / FLOPS_PER_COST_UNIT,
+                )
             )
-            for (context, dropped), attempt in zip(fitted, written, strict=True)
-        ]
+        return results
 
 
 def load_nano_writer(models_dir: Path, temperature: float, name: str) -> NanoWriter:

@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from occ_gym.tiers.nano_card import transformer_flops
+from occ_gym.traces.table import FLOPS_PER_COST_UNIT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,7 +128,7 @@ class TierSpec:
     def cost(self, cost_model: str, context_tokens: int, new_tokens: int, wall_ms: float) -> float:
         """The attempt's cost in the pool's units."""
         if cost_model == "flops":
-            return self.flops(context_tokens, new_tokens) / 1e6
+            return self.flops(context_tokens, new_tokens) / FLOPS_PER_COST_UNIT
         if cost_model == "price":
             return 1e6 * (self.input_price * context_tokens + self.output_price * new_tokens)
         return wall_ms

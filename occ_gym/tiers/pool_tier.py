@@ -11,6 +11,7 @@ one, and the same in replay and live mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -73,16 +74,20 @@ class PoolTier(TableTier):
 
 
 def make_pool_tiers(
-    recording: Recording, mode: str = "replay", pool: str | Path | None = None
+    recording: Recording,
+    mode: str = "replay",
+    pool: str | Path | None = None,
+    problems: Sequence[PackProblem] | None = None,
 ) -> list[PoolTier]:
-    """The recording's tiers, cheapest first (by mean recorded cost of a fresh attempt). Replay
-    refuses a table with gaps; live mode reads ``pool`` (the recording's ``pool.toml`` by
-    default), which must be the pool that recorded it, and checks its key variables now."""
+    """The recording's tiers, cheapest first (by mean recorded cost of a fresh attempt), on
+    ``problems`` (the recorded ones by default). Replay refuses a table with gaps on them; live
+    mode reads ``pool`` (the recording's ``pool.toml`` by default), which must be the pool that
+    recorded it, and checks its key variables now."""
     if mode not in ("replay", "live"):
         raise ValueError(f"mode must be 'replay' or 'live', got {mode!r}")
     if mode == "replay" and pool is not None:
         raise ValueError("pool= is live mode's: replay reads only the recorded table")
-    problems = {p.task_id: p for p in recording.problems}
+    played = list(recording.problems if problems is None else problems)
     live = None
     if mode == "live":
         spec = read_pool(pool if pool is not None else recording.pool_file)
@@ -90,8 +95,9 @@ def make_pool_tiers(
         spec.check_keys()
         live = LiveBackend(partial(writer_for, spec))
     else:
-        check_complete(recording)
-    tiers = [PoolTier(name, recording, problems, live) for name in recording.tiers]
+        check_complete(recording, played)
+    by_id = {p.task_id: p for p in played}
+    tiers = [PoolTier(name, recording, by_id, live) for name in recording.tiers]
     return sorted(tiers, key=lambda tier: tier.nominal_cost)
 
 
@@ -115,11 +121,11 @@ def check_same_pool(spec: PoolSpec, recording: Recording) -> None:
     )
 
 
-def check_complete(recording: Recording) -> None:
-    """Every task of the recording has every row an episode can ask for, in every tier."""
+def check_complete(recording: Recording, problems: Sequence[PackProblem]) -> None:
+    """Every task played has every row an episode can ask for, in every tier."""
     table = recording.table
     absent_tiers = [name for name in recording.tiers if name not in table.tiers()]
-    absent_tasks = sorted({p.task_id for p in recording.problems} - set(table.task_ids()))
+    absent_tasks = sorted({p.task_id for p in problems} - set(table.task_ids()))
     if absent_tiers or absent_tasks:
         raise TraceError(
             f"{table.source}: no rows for tiers {absent_tiers} or tasks {absent_tasks[:3]}; "

@@ -48,6 +48,8 @@ class WrittenAttempt:
     logprob_mean: float
     logprob_min: float
     context_dropped: int
+    cost: float
+    """In the cost unit of the writer's pool (a million FLOPs for a nano model)."""
 
 
 class Writer(Protocol):
@@ -107,6 +109,7 @@ def run_attempts(
                 logprob_min=attempt.logprob_min,
                 public_outputs=verdict.outputs_digest(),
                 context_dropped=attempt.context_dropped,
+                cost=attempt.cost,
             )
         )
     return rows

@@ -169,11 +169,6 @@ def record_pool(
     (``occ_gym.traces.recording``: the table, the tasks, the pool), resumably, and return the
     table's path; ``RecordIncomplete`` (after every chunk was tried) says which tasks are
     missing."""
-    if pool.cost != "flops":
-        raise ValueError(
-            f"{pool.source}: cost = {pool.cost!r} pools cannot be recorded yet (trace tables "
-            "count compute in FLOPs); declare parameters and use cost = 'flops'"
-        )
     for name, value in (("samples", samples), ("chunk_size", chunk_size)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")

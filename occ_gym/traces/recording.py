@@ -113,6 +113,19 @@ class Recording:
     def pool_file(self) -> Path:
         return self.folder / POOL_FILE
 
+    def problems_of(self, pack: list[PackProblem]) -> tuple[PackProblem, ...]:
+        """A task pack's problems to play on this recording: any the recording holds must be
+        the problem it recorded (an attempt replayed on another prompt or tests would lie)."""
+        recorded = {p.task_id: problem_digest_text(p) for p in self.problems}
+        for problem in pack:
+            known = recorded.get(problem.task_id)
+            if known is not None and known != problem_digest_text(problem):
+                raise TraceError(
+                    f"task {problem.task_id} of the pack differs from the one {self.folder} "
+                    "recorded (its prompt, tests or metadata): give it another id"
+                )
+        return tuple(pack)
+
     @classmethod
     def read(cls, path: str | Path) -> Recording:
         """The recording in folder ``path`` (or of its ``traces.parquet``); ``TraceError`` names

@@ -35,9 +35,12 @@ reads attempts from it, live mode generates the ones it lacks.
 |                   |         | when a test did not return): equal digests = agreeing candidates |
 | context_dropped   | int8    | earlier failed attempts of the chain the context left out to fit |
 |                   |         | the model's window (oldest first; -1: not recorded)              |
+| cost              | float64 | what the attempt cost in the table's unit (metadata              |
+|                   |         | ``occ_gym.cost_unit``; the nano suites: flops / 1e6)             |
 
 Older tables still read: version 2's missing answer-side columns come back as nan, nan and "",
-and versions 2 and 3 lack ``context_dropped``, which comes back as -1: "not recorded".
+versions 2 and 3 lack ``context_dropped``, which comes back as -1: "not recorded", and
+versions 2 to 4 (all nano suites' tables) lack ``cost``, which comes back as flops / 1e6.
 ``python -m occ_gym.traces.upgrade PATH`` rewrites a nano table as version 4, recomputing each
 repair's context from the recorded candidates and feedback (and refusing a table where that
 does not reproduce the recorded ``context_tokens``).
@@ -45,6 +48,7 @@ does not reproduce the recorded ``context_tokens``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +58,10 @@ import pyarrow.parquet as pq
 
 from occ_gym.attempt import Attempt, ErrorKind
 
-TRACE_VERSION = "4"
+TRACE_VERSION = "5"
 """2 added ``verify_ms``; 3 the answer-side signals (``logprob_mean``, ``logprob_min``,
-``public_outputs``); 4 ``context_dropped``."""
-READABLE_VERSIONS = ("2", "3", TRACE_VERSION)
+``public_outputs``); 4 ``context_dropped``; 5 ``cost``."""
+READABLE_VERSIONS = ("2", "3", "4", TRACE_VERSION)
 TRACE_SCHEMA = pa.schema(
     [
         ("task_id", pa.string()),
@@ -84,6 +88,7 @@ TRACE_SCHEMA = pa.schema(
         ("logprob_min", pa.float32()),
         ("public_outputs", pa.string()),
         ("context_dropped", pa.int8()),
+        ("cost", pa.float64()),
     ]
 )
 NOT_RECORDED = {"logprob_mean": float("nan"), "logprob_min": float("nan"), "public_outputs": ""}
@@ -127,6 +132,9 @@ class TraceRow:
     logprob_min: float = float("nan")
     public_outputs: str = ""
     context_dropped: int = -1
+    cost: float = math.nan
+    """What the attempt cost, in the table's cost unit (``occ_gym.cost_unit``; a million FLOPs
+    for the nano suites)."""
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -142,7 +150,7 @@ class TraceRow:
             hidden_passed=self.hidden_passed,
             hidden_total=self.hidden_total,
             error_kind=ErrorKind[self.error_kind.upper()],
-            cost=self.flops / FLOPS_PER_COST_UNIT,
+            cost=self.cost,
             tokens_in=self.context_tokens,
             tokens_out=self.new_tokens,
             code=self.code,
@@ -187,10 +195,11 @@ def read_table(path: Path) -> pa.Table:
 
 
 def upgraded(table: pa.Table, path: Path | str) -> pa.Table:
-    """An older table with the columns it lacks added as "not recorded" (``NOT_RECORDED``);
-    others as they are."""
+    """An older table with the columns it lacks added: as "not recorded" (``NOT_RECORDED``),
+    and ``cost`` as its FLOPs in millions (every older table is a nano suite's); others as they
+    are."""
     version = (table.schema.metadata or {}).get(b"occ_gym.trace_version", b"").decode()
-    if version not in ("2", "3"):
+    if version not in READABLE_VERSIONS[:-1]:
         return table
     missing = [name for name in NOT_RECORDED if name not in table.schema.names]
     if version == "2" and len(missing) != len(NOT_RECORDED):
@@ -199,6 +208,11 @@ def upgraded(table: pa.Table, path: Path | str) -> pa.Table:
     for name in missing:
         field = TRACE_SCHEMA.field(name)
         table = table.append_column(field, pa.array([NOT_RECORDED[name]] * rows, field.type))
+    if "cost" not in table.schema.names and "flops" in table.schema.names:
+        flops = pc.cast(table.column("flops"), pa.float64())
+        table = table.append_column(
+            TRACE_SCHEMA.field("cost"), pc.divide(flops, FLOPS_PER_COST_UNIT)
+        )
     metadata = {**(table.schema.metadata or {}), b"occ_gym.trace_version": TRACE_VERSION.encode()}
     return table.replace_schema_metadata({**metadata, b"occ_gym.upgraded_from": version.encode()})
 
@@ -235,6 +249,7 @@ _NON_NEGATIVE = (
     "verify_ms",
     "public_passed",
     "hidden_passed",
+    "cost",
 )
 
 
@@ -248,7 +263,7 @@ def _check_ranges(table: pa.Table, path: Path | str) -> None:
         if nulls:
             raise TraceError(f"{path}: column {name} has {nulls} missing values")
     problems = {f"{name} < 0": pc.less(table.column(name), 0) for name in _NON_NEGATIVE}
-    for name in ("wall_ms", "verify_ms"):
+    for name in ("wall_ms", "verify_ms", "cost"):
         problems[f"{name} not finite"] = pc.invert(pc.is_finite(table.column(name)))
     for name in ("logprob_mean", "logprob_min"):  # nan is "not recorded"
         problems[f"{name} > 0"] = pc.greater(table.column(name), 0)
