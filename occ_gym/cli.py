@@ -18,7 +18,7 @@ from rich.progress import Progress
 
 import occ_gym
 from occ_gym.bench.runner import BenchConfig
-from occ_gym.train.config import ALGORITHM_NAMES, VEC_ENVS, TrainConfig, parse_override
+from occ_gym.train.config import ALGORITHM_NAMES, VEC_ENVS, TrainConfig, parse_env_kwarg
 
 TABLE_NOTE = (
     "mean ± half its 95% bootstrap interval; regret is against the hindsight oracle, an upper "
@@ -35,7 +35,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     config = BenchConfig(
         env_id=args.env,
-        env_kwargs=dict(parse_override(text) for text in args.env_kwarg),
+        env_kwargs=dict(parse_env_kwarg(text) for text in args.env_kwarg),
         split=args.split,
         episodes=args.episodes,
         seeds=args.seeds,

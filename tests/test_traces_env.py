@@ -24,7 +24,7 @@ from occ_gym.envs.code_env import RECORDED_PENALTY, RECORDED_VERIFY_SHARE
 from occ_gym.resources import DEMO_RECORDING, MODELS_DIR, TRACES_DIR
 from occ_gym.tasks.pack import PackProblem, humaneval_pack, read_pack, synthetic_pack, write_pack
 from occ_gym.tiers.nano_card import read_card, repair_context
-from occ_gym.tiers.pool import PoolSpec, pool_text, read_pool
+from occ_gym.tiers.pool import PoolSpec, TierSpec, pool_text, read_pool
 from occ_gym.traces.record import record_pool
 from occ_gym.traces.recording import POOL_FILE, TASKS_FILE, TRACES_FILE, Recording
 from occ_gym.traces.table import TraceError
@@ -418,3 +418,72 @@ def test_the_example_pool_costs_the_served_tiers_as_the_nano_cards_count():
             config.n_layers,
             config.d_model,
         )
+
+
+# ---------------------------------------------------------------- from the review
+
+
+def nano_recording(out: Path, verifier, samples: int, rounds: int, models_dir: str = "") -> Path:
+    """The cheap and medium nano tiers as a pool on 12 synthetic problems (no server)."""
+    tiers = tuple(TierSpec(n, "nano", n, models_dir=models_dir) for n in ("cheap", "medium"))
+    problems = synthetic_pack("train", 12, "synthetic-v1")
+    record_pool(PoolSpec(tiers, "flops", "nano"), problems, out, samples, rounds, verifier=verifier)
+    return out
+
+
+def test_bench_runs_on_a_recording_without_repairs_or_second_samples(tmp_path, verifier):
+    """A table with no repair rounds used to crash the findings (they asked for a repair)."""
+    folder = nano_recording(tmp_path / "flat", verifier, samples=1, rounds=0)
+    argv = ["bench", "--env", "OCC-Traces-v0", "--env-kwarg", f"traces={folder}"]
+    argv += ["--episodes", "8", "--seeds", "2", "--tune-episodes", "8", "--resamples", "20"]
+    argv += ["--planner-episodes", "200", "--router-episodes", "200"]
+    assert cli_main([*argv, "--out", str(tmp_path / "bench")]) == 0
+
+
+def test_live_mode_refuses_nano_weights_other_than_the_recordings(tmp_path, verifier):
+    from safetensors.torch import load_file, save_file
+
+    models = shutil.copytree(MODELS_DIR, tmp_path / "models")
+    folder = nano_recording(tmp_path / "rec", verifier, 2, 1, models_dir=str(models))
+    weights = models / "cheap.safetensors"
+    state = load_file(str(weights))
+    first = sorted(state)[0]
+    state[first] = state[first] + 0.01
+    save_file(state, str(weights))
+    with pytest.raises(TraceError, match="weights of model cheap are not the ones"):
+        make(folder, mode="live")
+    assert len(make(folder).unwrapped.task_source) > 0  # replay needs no model
+
+
+TAMPERINGS = {
+    "zero costs": ("occ_gym.expected_costs", lambda v: {k: [0.0] for k in v}, "costs > 0"),
+    "costs as a list": ("occ_gym.expected_costs", lambda v: list(v.values()), "one list per"),
+    "no samples": ("occ_gym.record", lambda v: {**v, "samples": 0}, "samples = 0"),
+    "a repeated tier": ("occ_gym.tiers", lambda v: [v[0], v[0]], "repeats a name"),
+    "a pool without tiers": ("occ_gym.pool", lambda v: {"cost": "flops"}, "not a pool"),
+}
+
+
+@pytest.mark.parametrize("change", TAMPERINGS.values(), ids=TAMPERINGS.keys())
+def test_tampered_recording_metadata_is_refused_naming_the_field(recorded, tmp_path, change):
+    key, edit, named = change
+    folder = shutil.copytree(recorded, tmp_path / "tampered")
+    table = pq.read_table(folder / TRACES_FILE)
+    metadata = dict(table.schema.metadata)
+    metadata[key.encode()] = json.dumps(edit(json.loads(metadata[key.encode()]))).encode()
+    pq.write_table(table.replace_schema_metadata(metadata), folder / TRACES_FILE)
+    with pytest.raises(TraceError, match=f"malformed recording metadata.*{named}"):
+        make(folder)
+
+
+def test_a_table_path_must_be_the_recordings_own(recorded):
+    with pytest.raises(TraceError, match=r"a recording's table is its folder's traces\.parquet"):
+        make(recorded / "other.parquet")
+
+
+def test_path_keywords_on_the_command_line_stay_text():
+    from occ_gym.train.config import parse_env_kwarg
+
+    assert parse_env_kwarg("traces=2024-06-01") == ("traces", "2024-06-01")
+    assert parse_env_kwarg("pool=123") == ("pool", "123")
+    assert parse_env_kwarg("max_steps=12") == ("max_steps", 12)

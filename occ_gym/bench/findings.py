@@ -19,6 +19,7 @@ import numpy as np
 from occ_gym.bench.labels import ORACLE, PLANNER, ROUTER, ROUTER_PROMPT_ONLY, TUNED_CASCADE
 from occ_gym.bench.stats import bootstrap_indices, bootstrap_interval, t_interval
 from occ_gym.envs.code_env import occ_env
+from occ_gym.tiers.base import RecordedTier
 
 if TYPE_CHECKING:
     from occ_gym.bench.runner import Bench
@@ -300,13 +301,19 @@ def _fixed_attempts(bench: Bench) -> dict[str, dict[str, np.ndarray]]:
     env = occ_env(bench.env)
     names = env.action_layout.tier_names
     rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
-    repairs = env.observation_layout.max_repair_rounds > 0
+    # A repair exists as deep as the mask allows (a table may hold none); a second fresh sample
+    # differs from the first only where more than one was recorded.
+    comparable = [
+        env.executor.repair_limit > 0
+        and not (isinstance(tier, RecordedTier) and tier.samples_per_task < 2)
+        for tier in env.tiers
+    ]
     for seed in bench.config.seed_list:
         for episode in range(bench.config.episodes):
             env.reset(seed=seed + episode)
             for tier, name in enumerate(names):
                 first = env.peek_attempt(tier, 0, 0)
-                if first.public_pass or not repairs:
+                if first.public_pass or not comparable[tier]:
                     rows[name].append((1.0 * first.public_pass, first.hidden_pass, *[np.nan] * 4))
                     continue
                 repair, fresh = env.peek_attempt(tier, 0, 1), env.peek_attempt(tier, 1, 0)

@@ -14,6 +14,7 @@ attempts (``r = 0``) and repairs. Compute is counted in matmul FLOPs (``attempt_
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -255,6 +256,14 @@ class NanoModel:
     @property
     def config(self) -> NanoConfig:
         return self.network.config
+
+    def weights_sha256(self) -> str:
+        """A digest of the weights in memory (the model may not come from a file)."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.network.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def flops(self, context_tokens: int, new_tokens: int) -> int:
         return attempt_flops(self.config, context_tokens, new_tokens)

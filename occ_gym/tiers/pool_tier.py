@@ -17,7 +17,7 @@ from pathlib import Path
 
 from occ_gym.resources import MODELS_DIR
 from occ_gym.tasks.base import CodeProblem, Task
-from occ_gym.tasks.pack import PackProblem
+from occ_gym.tasks.pack import PackProblem, problems_by_id
 from occ_gym.tiers.nano_card import MAX_NEW_TOKENS
 from occ_gym.tiers.pool import PoolSpec, read_pool
 from occ_gym.tiers.replay import LiveBackend, TableTier
@@ -40,6 +40,19 @@ def writer_for(pool: PoolSpec, name: str) -> Writer:
     return EndpointWriter(spec, pool)
 
 
+def checked_writer(pool: PoolSpec, recording: Recording, name: str) -> Writer:
+    """``writer_for``, refusing a nano model whose weights are not the ones that recorded."""
+    writer = writer_for(pool, name)
+    recorded = recording.models_sha256.get(name)
+    model = getattr(writer, "model", None)
+    if recorded is not None and model is not None and model.weights_sha256() != recorded:
+        raise TraceError(
+            f"tier {name}: the weights of model {pool.tier(name).model} are not the ones that "
+            f"recorded {recording.table.source}; live attempts would not match its rows"
+        )
+    return writer
+
+
 class PoolTier(TableTier):
     """One tier of a recorded pool: its rows, its expected costs, and live writing on a miss."""
 
@@ -54,7 +67,7 @@ class PoolTier(TableTier):
         super().__init__(name, traces, len(problems), recording.samples, live)
         self.recording = recording
         self._problems = problems
-        spec = recording.pool["tiers"][recording.tiers.index(name)]
+        spec = recording.spec(name)
         self.max_new_tokens = (
             int(spec["max_tokens"]) if spec["kind"] == "openai" else MAX_NEW_TOKENS
         )
@@ -93,10 +106,13 @@ def make_pool_tiers(
         spec = read_pool(pool if pool is not None else recording.pool_file)
         check_same_pool(spec, recording)
         spec.check_keys()
-        live = LiveBackend(partial(writer_for, spec))
+        live = LiveBackend(partial(checked_writer, spec, recording))
+        for tier in spec.tiers:
+            if tier.kind == "nano":
+                live.writer(tier.name)  # a model that fails to load or differs fails here
     else:
         check_complete(recording, played)
-    by_id = {p.task_id: p for p in played}
+    by_id = problems_by_id(played)
     tiers = [PoolTier(name, recording, by_id, live) for name in recording.tiers]
     return sorted(tiers, key=lambda tier: tier.nominal_cost)
 
@@ -114,10 +130,17 @@ def check_same_pool(spec: PoolSpec, recording: Recording) -> None:
         if recorded[tier["name"]].get(name) != value
     ]
     names = sorted({t["name"] for t in spec.identity()["tiers"]} ^ set(recorded))
+    if differs:
+        reason = "; ".join(differs[:3])
+    elif names:
+        reason = f"tiers {names} are in one pool only"
+    elif spec.cost != recording.pool.get("cost"):
+        reason = f"cost {recording.pool.get('cost')!r} -> {spec.cost!r}"
+    else:
+        reason = "the tiers are in another order"
     raise TraceError(
-        f"{spec.source} is not the pool that recorded {recording.table.source} "
-        f"({'; '.join(differs[:3]) or f'cost or tiers differ: {names}'}); live attempts must "
-        "come from the same models and settings"
+        f"{spec.source} is not the pool that recorded {recording.table.source} ({reason}); "
+        "live attempts must come from the same models and settings"
     )
 
 
@@ -131,7 +154,7 @@ def check_complete(recording: Recording, problems: Sequence[PackProblem]) -> Non
             f"{table.source}: no rows for tiers {absent_tiers} or tasks {absent_tasks[:3]}; "
             "finish the recording (run occ-gym record again) or use mode='live'"
         )
-    gaps = coverage_gaps(table, list(recording.tiers), recording.samples, table.repair_rounds())
+    gaps = coverage_gaps(table, list(recording.tiers), recording.samples, recording.repair_rounds)
     if gaps:
         raise TraceError(
             f"{table.source}: rows are missing, for example {', '.join(gaps)}; re-record "

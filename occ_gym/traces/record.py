@@ -11,7 +11,6 @@ and ``verify_ms``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
@@ -135,7 +134,7 @@ def record(
     """Record ``plan`` into ``out`` (a Parquet file), resuming from parts a killed run left."""
     models = list(models) if models is not None else [NanoModel.load(name) for name in plan.tiers]
     # Parts of another plan, or written by other weights, must never mix with this run's rows.
-    identity = {**_plan_json(plan), "models_sha256": {m.name: _weights_sha256(m) for m in models}}
+    identity = {**_plan_json(plan), "models_sha256": {m.name: m.weights_sha256() for m in models}}
     metadata = {
         "occ_gym.plan": json.dumps(_plan_json(plan)),
         "occ_gym.temperature": str(plan.spec.temperature),
@@ -186,11 +185,12 @@ def record_pool(
         "tasks": len(problems),
         **settings,
         "models_sha256": {
-            w.name: _weights_sha256(w.model) for w in writers if isinstance(w, NanoWriter)
+            w.name: w.model.weights_sha256() for w in writers if isinstance(w, NanoWriter)
         },
     }
     metadata = {
         "occ_gym.pool": json.dumps(pool.identity()),
+        "occ_gym.models_sha256": json.dumps(identity["models_sha256"]),
         "occ_gym.cost_unit": pool.cost_unit,
         "occ_gym.record": json.dumps({**settings, "pack_sha256": digest}),
         "occ_gym.tiers": json.dumps([spec.name for spec in pool.tiers]),
@@ -287,15 +287,6 @@ def _record_parts(
     write_table(merged, out)
     shutil.rmtree(parts)
     return out
-
-
-def _weights_sha256(model: NanoModel) -> str:
-    """A digest of the weights in memory (the model may not come from a file)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.network.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _plan_json(plan: RecordPlan) -> dict:

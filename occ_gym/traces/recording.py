@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ METADATA_KEYS = (
     "occ_gym.cost_unit",
     "occ_gym.record",
     "occ_gym.tiers",
+    "occ_gym.models_sha256",
     EXPECTED_COSTS,
 )
 """What a pool recording's table metadata holds (a nano suite's table holds none of them)."""
@@ -108,6 +110,12 @@ class Recording:
     """The pool's tiers, in its file's order."""
     expected_costs: dict[str, list[float]]
     """Each tier's mean recorded cost by repair round (``EXPECTED_COSTS``)."""
+    models_sha256: dict[str, str]
+    """The weights' digest of each nano-kind tier (live mode must write with the same)."""
+
+    def spec(self, tier: str) -> dict[str, Any]:
+        """Tier ``tier``'s settings in the recording pool's identity."""
+        return next(spec for spec in self.pool["tiers"] if spec["name"] == tier)
 
     @property
     def pool_file(self) -> Path:
@@ -128,9 +136,11 @@ class Recording:
 
     @classmethod
     def read(cls, path: str | Path) -> Recording:
-        """The recording in folder ``path`` (or of its ``traces.parquet``); ``TraceError`` names
-        what is missing or disagrees."""
+        """The recording in folder ``path`` (or its ``traces.parquet``); ``TraceError`` names
+        what is missing, malformed or disagrees."""
         path = Path(path)
+        if path.suffix == ".parquet" and path.name != TRACES_FILE:
+            raise TraceError(f"{path}: a recording's table is its folder's {TRACES_FILE}")
         folder = path.parent if path.suffix == ".parquet" else path
         if not (folder / TRACES_FILE).is_file():
             raise TraceError(
@@ -149,31 +159,28 @@ class Recording:
         except PackError as error:
             raise TraceError(f"{folder}: its {TASKS_FILE} cannot be read: {error}") from None
         try:
-            settings = json.loads(table.metadata["occ_gym.record"])
-            pool = json.loads(table.metadata["occ_gym.pool"])
-            tiers = tuple(json.loads(table.metadata["occ_gym.tiers"]))
-            samples, rounds = int(settings["samples"]), int(settings["repair_rounds"])
-            recorded_digest = settings["pack_sha256"]
-            expected = {
-                str(name): [float(cost) for cost in costs]
-                for name, costs in json.loads(table.metadata[EXPECTED_COSTS]).items()
-            }
-        except (ValueError, KeyError, TypeError) as error:
-            raise TraceError(f"{table.source}: unreadable recording metadata ({error})") from None
-        if pack_digest(list(problems)) != recorded_digest:
+            fields = _metadata_fields(table.metadata)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise TraceError(f"{table.source}: malformed recording metadata: {error}") from None
+        pool, tiers, samples, rounds, digest, expected, weights = fields
+        if pack_digest(list(problems)) != digest:
             raise TraceError(
                 f"{folder / TASKS_FILE} is not the task list {table.source} was recorded on "
                 "(its digest differs): copy the folder whole"
             )
-        unpriced = [name for name in tiers if not expected.get(name)]
-        if unpriced:
-            raise TraceError(f"{table.source}: no expected cost recorded for tiers {unpriced}")
         unknown_tiers = sorted(set(table.tiers()) - set(tiers))
         unknown_tasks = sorted(set(table.task_ids()) - {p.task_id for p in problems})
         if unknown_tiers or unknown_tasks:
             raise TraceError(
                 f"{table.source} holds rows of tiers {unknown_tiers} or tasks "
                 f"{unknown_tasks[:3]} that its metadata and {TASKS_FILE} do not name"
+            )
+        beyond = [t for t in table.tiers() if table.samples(t) > samples]
+        if beyond or table.repair_rounds() > rounds:
+            raise TraceError(
+                f"{table.source} holds more samples (tiers {beyond}) or repair rounds "
+                f"({table.repair_rounds()}) than its metadata says were recorded "
+                f"({samples} samples, {rounds} rounds)"
             )
         return cls(
             folder,
@@ -185,4 +192,45 @@ class Recording:
             rounds,
             tiers,
             expected,
+            weights,
         )
+
+
+def _metadata_fields(
+    metadata: dict[str, str],
+) -> tuple[dict[str, Any], tuple[str, ...], int, int, str, dict[str, list[float]], dict[str, str]]:
+    """The recording metadata's fields, each checked for its type and range (``ValueError``
+    naming the first that is not)."""
+    settings = json.loads(metadata["occ_gym.record"])
+    pool = json.loads(metadata["occ_gym.pool"])
+    tiers = json.loads(metadata["occ_gym.tiers"])
+    costs = json.loads(metadata[EXPECTED_COSTS])
+    weights = json.loads(metadata["occ_gym.models_sha256"])
+    if not isinstance(tiers, list) or not tiers or not all(isinstance(t, str) for t in tiers):
+        raise ValueError("occ_gym.tiers is not a non-empty list of tier names")
+    if len(set(tiers)) != len(tiers):
+        raise ValueError(f"occ_gym.tiers repeats a name: {tiers}")
+    if not isinstance(pool, dict) or not isinstance(pool.get("tiers"), list):
+        raise ValueError("occ_gym.pool is not a pool identity (cost and tiers)")
+    if [spec.get("name") for spec in pool["tiers"]] != tiers:
+        raise ValueError(f"occ_gym.pool names other tiers than occ_gym.tiers {tiers}")
+    samples, rounds = settings["samples"], settings["repair_rounds"]
+    for name, value, least in (("samples", samples, 1), ("repair_rounds", rounds, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"occ_gym.record {name} = {value!r}, expected an int >= {least}")
+    if not isinstance(costs, dict) or sorted(costs) != sorted(tiers):
+        raise ValueError(f"{EXPECTED_COSTS} does not hold one list per tier of {tiers}")
+    for name, values in costs.items():
+        ok = isinstance(values, list) and values
+        if not ok or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for v in values
+        ):
+            raise ValueError(f"{EXPECTED_COSTS} of tier {name} is not a list of costs > 0")
+    if not isinstance(weights, dict) or not all(isinstance(v, str) for v in weights.values()):
+        raise ValueError("occ_gym.models_sha256 is not a digest per nano tier")
+    digest = settings["pack_sha256"]
+    if not isinstance(digest, str):
+        raise ValueError("occ_gym.record pack_sha256 is not a digest")
+    expected = {str(k): [float(v) for v in values] for k, values in costs.items()}
+    return pool, tuple(tiers), samples, rounds, digest, expected, dict(weights)

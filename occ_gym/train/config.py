@@ -72,3 +72,16 @@ def toml_value(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(value)
+
+
+PATH_KWARGS = ("traces", "pool", "tasks", "models")
+"""Env keywords that name files or folders: their value is the text as given (a folder named
+``2024-06-01`` is not a TOML date)."""
+
+
+def parse_env_kwarg(text: str) -> tuple[str, Any]:
+    """``parse_override`` for a ``gym.make`` keyword, paths kept as written."""
+    key, value = parse_override(text)
+    if key in PATH_KWARGS and not isinstance(value, str):
+        value = text.partition("=")[2].strip()
+    return key, value

@@ -60,6 +60,7 @@ from occ_gym.train.config import (
     VEC_ENVS,
     TrainConfig,
     TrainError,
+    parse_env_kwarg,
     parse_override,
     toml_value,
 )
@@ -635,5 +636,5 @@ def with_overrides(
     overrides = dict(config.overrides)
     overrides.update(parse_override(text) for text in texts)
     env_kwargs = dict(config.env_kwargs)
-    env_kwargs.update(parse_override(text) for text in env_texts)
+    env_kwargs.update(parse_env_kwarg(text) for text in env_texts)
     return replace(config, overrides=overrides, env_kwargs=env_kwargs)
