@@ -360,6 +360,8 @@ def test_a_bench_command_round_trips_its_env_kwargs(recorded):
     assert f"--env-kwarg 'traces=\"{recorded}\"'" in config.command
     with pytest.raises(ValueError, match="may not set split"):
         BenchConfig(env_kwargs={"split": "train"})
+    with pytest.raises(ValueError, match=r"\{'budget': 500\}: the bench fits its references"):
+        BenchConfig(env_kwargs={"budget": 500, "mode": "replay"})
 
 
 def test_vector_env_plays_the_recording_like_single_envs(recorded):

@@ -90,6 +90,16 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if "split" in self.env_kwargs:
             raise ValueError("env_kwargs may not set split: the bench's split option does")
+        unbatched = {
+            key: self.env_kwargs[key]
+            for key in ("budget", "render_mode", "mode")
+            if self.env_kwargs.get(key) not in (None, "replay")
+        }
+        if unbatched:
+            raise ValueError(
+                f"env_kwargs {unbatched}: the bench fits its references on the native vector "
+                "env, which has no budget, rendering or live mode; bench a replayed env"
+            )
         for name in (
             "episodes",
             "seeds",
