@@ -82,11 +82,14 @@ class NanoWriter:
         return results
 
 
-def load_nano_writer(models_dir: Path, temperature: float, name: str) -> NanoWriter:
-    """Tier ``name``'s model from ``models_dir`` as a writer (live mode's, made on demand)."""
+def load_nano_writer(
+    models_dir: Path, temperature: float, model: str, name: str = ""
+) -> NanoWriter:
+    """Model ``model`` from ``models_dir`` as the writer of tier ``name`` (the model's name by
+    default), loaded now: live mode's writers, made on demand."""
     from occ_gym.tiers.nano import NanoModel  # torch: only when a model writes
 
-    return NanoWriter(NanoModel.load(name, models_dir), temperature)
+    return NanoWriter(NanoModel.load(model, models_dir), temperature, name)
 
 
 class NanoTier(TableTier):

@@ -30,11 +30,10 @@ def writer_for(pool: PoolSpec, name: str) -> Writer:
     """Tier ``name`` of ``pool`` as a writer: its endpoint, or its nano model loaded now."""
     spec = pool.tier(name)
     if spec.kind == "nano":
-        from occ_gym.tiers.nano import NanoModel  # torch: only when a model writes
-        from occ_gym.tiers.nano_tier import NanoWriter
+        from occ_gym.tiers.nano_tier import load_nano_writer
 
         models_dir = Path(spec.models_dir) if spec.models_dir else MODELS_DIR
-        return NanoWriter(NanoModel.load(spec.model, models_dir), spec.temperature, spec.name)
+        return load_nano_writer(models_dir, spec.temperature, spec.model, spec.name)
     from occ_gym.tiers.endpoint import EndpointWriter  # the openai client: only when it writes
 
     return EndpointWriter(spec, pool)
