@@ -18,6 +18,7 @@ from rich.progress import Progress
 
 import occ_gym
 from occ_gym.bench.runner import BenchConfig
+from occ_gym.integrations.ray_scale import RayCluster, ScaleError
 from occ_gym.train.config import ALGORITHM_NAMES, VEC_ENVS, TrainConfig, parse_env_kwarg
 
 TABLE_NOTE = (
@@ -52,7 +53,7 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         job = bar.add_task(
             f"{entries} policies x {config.seeds} seeds x {config.episodes} problems", total=entries
         )
-        bench_run.play(progress=lambda label: bar.advance(job))
+        bench_run.play(progress=lambda label: bar.advance(job), cluster=_cluster(args))
     try:
         if out is not None:  # the played episodes first: statistics can then never lose them
             write_episodes(bench_run.logs, out)
@@ -103,7 +104,12 @@ def record_traces(args: argparse.Namespace, console: Console) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with Progress(console=console, transient=True) as bar:
         job = bar.add_task(f"recording {plan.tasks} {plan.split} tasks", total=plan.chunks)
-        record(plan, out, progress=lambda done, total: bar.update(job, completed=done))
+        record(
+            plan,
+            out,
+            progress=lambda done, total: bar.update(job, completed=done),
+            cluster=_cluster(args),
+        )
     console.print(f"wrote {out}")
     return out
 
@@ -151,6 +157,7 @@ def record_pool_traces(args: argparse.Namespace, console: Console) -> Path:
                 rounds,
                 args.chunk_size,
                 progress=lambda done, total: bar.update(job, completed=done, total=total),
+                cluster=_cluster(args),
             )
         except RecordIncomplete as error:
             console.print(f"[red]incomplete:[/red] {error}")
@@ -288,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="a trained policy (.zip or run folder) to add to the table; repeatable",
     )
+    _add_ray_arguments(bench_parser, "entries (policy x lambda, every seed) run on Ray actors")
     train_parser = commands.add_parser("train", help="train a PPO / MaskablePPO allocator")
     run = TrainConfig()
     train_parser.add_argument("--env", default=run.env_id, choices=occ_gym.ENV_IDS)
@@ -354,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair-rounds", type=int, default=None, help="default: the suite's (3 / 2)"
     )
     record_parser.add_argument("--chunk-size", type=_positive_int, default=50)
+    _add_ray_arguments(record_parser, "chunks run on Ray actors (each loads the tiers once)")
     record_parser.add_argument(
         "--out",
         required=True,
@@ -396,6 +405,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help=f"{what}: the cluster at ADDRESS (HOST:PORT), or the one `ray start` made "
+        "here (auto, the default); needs occ-gym[ray]",
+    )
+    parser.add_argument(
+        "--actors", type=_positive_int, help="Ray actors (default: one per cluster CPU)"
+    )
+
+
+def _cluster(args: argparse.Namespace) -> RayCluster | None:
+    if args.ray is None:
+        if args.actors is not None:
+            raise ValueError("--actors needs --ray")
+        return None
+    return RayCluster(args.ray, args.actors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Piped output (make demo, CI logs) would otherwise wrap the table at 80 columns.
@@ -415,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pack_command(args, console)
         elif args.command == "serve":
             serve_command(args, console)
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, ScaleError) as error:
         console.print(f"[red]error:[/red] {error}")
         return 2
     return 0

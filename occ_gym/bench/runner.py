@@ -51,6 +51,7 @@ from occ_gym.bench.labels import (
 from occ_gym.envs.code_env import occ_env
 from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
 from occ_gym.hashing import env_hash, file_digest, library_versions, stable_hash
+from occ_gym.integrations.ray_scale import RayCluster, enter, node_name
 from occ_gym.train.config import toml_value
 from occ_gym.validation import positive_int
 
@@ -379,9 +380,11 @@ class Bench:
             self.envs[penalty] = self._env(penalty)
         return self.envs[penalty]
 
-    def run(self, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    def run(
+        self, progress: Callable[[str], None] | None = None, cluster: RayCluster | None = None
+    ) -> dict[str, Any]:
         """Play every entry on every seed, then compute every number of the results."""
-        self.play(progress)
+        self.play(progress, cluster)
         try:
             return self.results()
         finally:
@@ -391,19 +394,54 @@ class Bench:
         for env in self.envs.values():
             env.close()
 
-    def play(self, progress: Callable[[str], None] | None = None) -> None:
-        """Play every entry on every seed into ``logs``."""
+    def play(
+        self, progress: Callable[[str], None] | None = None, cluster: RayCluster | None = None
+    ) -> None:
+        """Play every entry on every seed into ``logs``: here, or on ``cluster``'s actors
+        (one entry at a time each; the same numbers)."""
+        if cluster is not None:
+            self._play_on(cluster, progress)
+            return
         for entry in self.entries:
-            env = self.env_for(entry.compute_penalty)
-            blocks = [
-                run_episodes(entry.build(env, seed), env, self.config.episodes, seed=seed)
-                for seed in self.config.seed_list
-            ]
-            self.logs[entry.label] = {
-                name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]
-            }
+            self.play_entry(entry)
             if progress is not None:
                 progress(entry.label)
+
+    def _play_on(self, cluster: RayCluster, progress: Callable[[str], None] | None) -> None:
+        """``play`` with each entry on a ``BenchActor`` of ``cluster``; ``logs`` and ``fits``
+        end as a local ``play`` leaves them (same numbers, same order)."""
+        units = [(entry.label, (entry.label,)) for entry in self.entries]
+        played: dict[str, EntryResult] = {}
+        for label, outcome in cluster.run(BenchActor, (self.config,), "play", units):
+            if isinstance(outcome, Exception):
+                raise outcome
+            played[str(label)] = outcome
+            if progress is not None:
+                progress(str(label))
+        labels = [entry.label for entry in self.entries]
+        for label in labels:
+            self.logs[label] = played[label].logs
+        fits = {key: value for label in labels for key, value in played[label].fits.items()}
+        # A fit's key is the label of the entry a local run fits it for first.
+        order = {label: i for i, label in enumerate(labels)}
+        self.fits.update(sorted(fits.items(), key=lambda item: order.get(item[0], len(order))))
+
+    def entry(self, label: str) -> Entry:
+        for entry in self.entries:
+            if entry.label == label:
+                return entry
+        raise KeyError(f"the bench has no entry {label!r}")
+
+    def play_entry(self, entry: Entry) -> None:
+        """Play ``entry`` on every seed block into ``logs[entry.label]``."""
+        env = self.env_for(entry.compute_penalty)
+        blocks = [
+            run_episodes(entry.build(env, seed), env, self.config.episodes, seed=seed)
+            for seed in self.config.seed_list
+        ]
+        self.logs[entry.label] = {
+            name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]
+        }
 
     # ------------------------------------------------------------------ numbers
 
@@ -575,6 +613,35 @@ class Bench:
             if Path(given).is_file():
                 digests[given] = file_digest(Path(given))
         return digests
+
+
+@dataclass
+class EntryResult:
+    """One bench entry played on every seed block, and the fits playing it made."""
+
+    logs: dict[str, np.ndarray]
+    fits: dict[str, dict[str, Any]]
+
+
+class BenchActor:
+    """A Ray actor playing bench entries (all their seed blocks) in its own ``Bench``."""
+
+    def __init__(self, config: BenchConfig, cwd: str):
+        self.problem: str | None = None
+        try:
+            enter(cwd)
+            self.bench = Bench(config)
+        except Exception as error:  # reported by ready(), so the driver can name the node
+            self.problem = f"a bench actor on {node_name()} cannot start: {error}"
+
+    def ready(self) -> str | None:
+        return self.problem
+
+    def play(self, label: str) -> EntryResult:
+        before = set(self.bench.fits)
+        self.bench.play_entry(self.bench.entry(label))
+        made = {key: value for key, value in self.bench.fits.items() if key not in before}
+        return EntryResult(self.bench.logs[label], made)
 
 
 def _curve_metrics(points: dict[str, Any], cost_range: tuple[float, float]) -> dict[str, float]:

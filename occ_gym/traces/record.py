@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
+import torch
 
+from occ_gym.integrations.ray_scale import RayCluster, UnitLost, connect, enter, node_name
 from occ_gym.tasks.base import CodeProblem
 from occ_gym.tasks.synthetic import make_problem
 from occ_gym.tiers.endpoint import EndpointError
@@ -130,8 +133,11 @@ def record(
     models: Sequence[NanoModel] | None = None,
     verifier: Verifier | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cluster: RayCluster | None = None,
 ) -> Path:
-    """Record ``plan`` into ``out`` (a Parquet file), resuming from parts a killed run left."""
+    """Record ``plan`` into ``out`` (a Parquet file), resuming from parts a killed run left;
+    on ``cluster``, chunks run on Ray actors that each load the models once."""
+    given = models is not None
     models = list(models) if models is not None else [NanoModel.load(name) for name in plan.tiers]
     # Parts of another plan, or written by other weights, must never mix with this run's rows.
     identity = {**_plan_json(plan), "models_sha256": {m.name: m.weights_sha256() for m in models}}
@@ -147,11 +153,18 @@ def record(
         last = min(first + plan.chunk_size, plan.tasks)
         return [make_problem(plan.split, i, plan.spec.tasks) for i in range(first, last)]
 
-    writers = [NanoWriter(model, plan.spec.temperature) for model in models]
+    temperature = plan.spec.temperature
     rounds = (plan.samples, plan.repair_rounds)
-    return _record_parts(
-        out, identity, metadata, plan.chunks, problems, writers, rounds, verifier, progress
-    )
+    if cluster is not None:
+        make_writers = (
+            partial(nano_writers, models, temperature)
+            if given
+            else partial(load_nano_writers, plan.tiers, temperature)
+        )
+        runner = _on_cluster(cluster, make_writers, identity["models_sha256"], rounds)
+    else:
+        runner = LocalChunks(nano_writers(models, temperature), rounds, verifier)
+    return _record_parts(out, identity, metadata, plan.chunks, problems, runner, progress)
 
 
 def record_pool(
@@ -163,11 +176,12 @@ def record_pool(
     chunk_size: int = 20,
     verifier: Verifier | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cluster: RayCluster | None = None,
 ) -> Path:
     """Record every tier of ``pool`` on ``problems`` (a task pack's) into the folder ``out``
     (``occ_gym.traces.recording``: the table, the tasks, the pool), resumably, and return the
     table's path; ``RecordIncomplete`` (after every chunk was tried) says which tasks are
-    missing."""
+    missing. On ``cluster``, chunks run on Ray actors that each own the pool's writers."""
     for name, value in (("samples", samples), ("chunk_size", chunk_size)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -179,18 +193,17 @@ def record_pool(
         raise ValueError("record_pool needs at least one problem")
     digest = pack_digest(list(problems))
     settings = {"samples": samples, "repair_rounds": repair_rounds, "chunk_size": chunk_size}
+    models_sha256 = {w.name: w.model.weights_sha256() for w in writers if isinstance(w, NanoWriter)}
     identity = {
         "pool": pool.identity(),
         "pack_sha256": digest,
         "tasks": len(problems),
         **settings,
-        "models_sha256": {
-            w.name: w.model.weights_sha256() for w in writers if isinstance(w, NanoWriter)
-        },
+        "models_sha256": models_sha256,
     }
     metadata = {
         "occ_gym.pool": json.dumps(pool.identity()),
-        "occ_gym.models_sha256": json.dumps(identity["models_sha256"]),
+        "occ_gym.models_sha256": json.dumps(models_sha256),
         "occ_gym.cost_unit": pool.cost_unit,
         "occ_gym.record": json.dumps({**settings, "pack_sha256": digest}),
         "occ_gym.tiers": json.dumps([spec.name for spec in pool.tiers]),
@@ -200,6 +213,13 @@ def record_pool(
     def chunk_problems(chunk: int) -> list[CodeProblem]:
         return list(problems[chunk * chunk_size : (chunk + 1) * chunk_size])
 
+    rounds = (samples, repair_rounds)
+    if cluster is not None:
+        runner: ChunkRunner = _on_cluster(
+            cluster, partial(writers_for, pool), models_sha256, rounds
+        )
+    else:
+        runner = LocalChunks(writers, rounds, verifier)
     out.mkdir(parents=True, exist_ok=True)
     return _record_parts(
         out / TRACES_FILE,
@@ -207,9 +227,7 @@ def record_pool(
         metadata,
         chunks,
         chunk_problems,
-        writers,
-        (samples, repair_rounds),
-        verifier,
+        runner,
         progress,
         before_merge=lambda table: finish_recording(out, table, list(problems), pool),
     )
@@ -220,21 +238,122 @@ def writers_for(pool: PoolSpec) -> list[Writer]:
     return [writer_for(pool, spec.name) for spec in pool.tiers]
 
 
+def nano_writers(models: Sequence[NanoModel], temperature: float) -> list[Writer]:
+    return [NanoWriter(model, temperature) for model in models]
+
+
+def load_nano_writers(tiers: Sequence[str], temperature: float) -> list[Writer]:
+    """The shipped nano tiers' writers, loaded here (on a Ray actor: on its node)."""
+    return nano_writers([NanoModel.load(name) for name in tiers], temperature)
+
+
+ChunkJob = tuple[int, list[CodeProblem]]
+"""A chunk's index and its problems."""
+ChunkRunner = Callable[[list[ChunkJob]], Iterator[tuple[int, "list[TraceRow] | Exception"]]]
+"""Records chunks, yielding each one's rows (or what stopped it) as it finishes."""
+
+
+@dataclass
+class LocalChunks:
+    """Records chunks one after another in this process."""
+
+    writers: Sequence[Writer]
+    rounds: tuple[int, int]
+    verifier: Verifier | None = None
+
+    def __call__(self, jobs: list[ChunkJob]) -> Iterator[tuple[int, list[TraceRow] | Exception]]:
+        owned = self.verifier is None
+        verifier = self.verifier or Verifier()
+        try:
+            for chunk, problems in jobs:
+                try:
+                    yield chunk, record_chunk(problems, self.writers, *self.rounds, verifier)
+                except EndpointError as error:
+                    yield chunk, error
+        finally:
+            if owned:
+                verifier.close()
+
+
+class RecordActor:
+    """A Ray actor recording chunks with its own writers (nano models loaded once, on its
+    node) and verifier; ``ready()`` says why it cannot, naming its node.
+
+    It runs torch on the driver's thread count: log-probabilities differ in float32's last
+    bits between thread counts, and with equal counts (and the same kind of CPU) an actor
+    writes exactly the rows the driver would."""
+
+    def __init__(
+        self,
+        make_writers: Callable[[], list[Writer]],
+        models_sha256: dict[str, str],
+        torch_threads: int,
+        cwd: str,
+    ):
+        self.problem: str | None = None
+        try:
+            enter(cwd)
+            torch.set_num_threads(torch_threads)
+            self.writers = make_writers()
+            found = {
+                w.name: w.model.weights_sha256() for w in self.writers if isinstance(w, NanoWriter)
+            }
+            differ = sorted(
+                name
+                for name in {*found, *models_sha256}
+                if found.get(name) != models_sha256.get(name)
+            )
+            if differ:
+                raise ValueError(
+                    f"the nano weights of tier(s) {differ} differ from the driver's: install "
+                    "the same occ-gym and models on every node"
+                )
+            self.verifier = Verifier()
+        except Exception as error:  # reported by ready(), so the driver can name the node
+            self.problem = f"a recording actor on {node_name()} cannot start: {error}"
+
+    def ready(self) -> str | None:
+        return self.problem
+
+    def record(
+        self, problems: Sequence[CodeProblem], samples: int, repair_rounds: int
+    ) -> list[TraceRow]:
+        return record_chunk(problems, self.writers, samples, repair_rounds, self.verifier)
+
+
+def _on_cluster(
+    cluster: RayCluster,
+    make_writers: Callable[[], list[Writer]],
+    models_sha256: dict[str, str],
+    rounds: tuple[int, int],
+) -> ChunkRunner:
+    """A runner whose chunks go to ``RecordActor``s on ``cluster`` (joined now, so an
+    unreachable one fails before anything is written)."""
+    connect(cluster.address)
+
+    def run(jobs: list[ChunkJob]) -> Iterator[tuple[int, list[TraceRow] | Exception]]:
+        units = [(chunk, (problems, *rounds)) for chunk, problems in jobs]
+        args = (make_writers, models_sha256, torch.get_num_threads())
+        for chunk, outcome in cluster.run(RecordActor, args, "record", units):
+            yield int(chunk), outcome  # type: ignore[call-overload]
+
+    return run
+
+
 def _record_parts(
     out: Path,
     identity: dict,
     metadata: dict[str, str],
     chunks: int,
     problems: Callable[[int], list[CodeProblem]],
-    writers: Sequence[Writer],
-    rounds: tuple[int, int],
-    verifier: Verifier | None,
+    runner: ChunkRunner,
     progress: Callable[[int, int], None] | None,
     before_merge: Callable[[pa.Table], dict[str, str]] | None = None,
 ) -> Path:
-    """Record chunk by chunk into part files beside ``out`` (skipping those a killed run left),
-    then merge them into ``out``, with the metadata ``before_merge`` adds from the merged rows;
-    a chunk an endpoint keeps failing is left for a rerun."""
+    """Record the chunks without a part file beside ``out`` (those a killed run left are
+    kept), each as its own part file, then merge them into ``out``, with the metadata
+    ``before_merge`` adds from the merged rows; a chunk an endpoint keeps failing (or whose
+    actors keep dying) is left for a rerun."""
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     plan_file = parts / "plan.json"
@@ -251,34 +370,35 @@ def _record_parts(
         temporary = plan_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(identity))
         temporary.replace(plan_file)
+
+    def part(chunk: int) -> Path:
+        return parts / f"part-{chunk:05d}.parquet"
+
+    missing = [chunk for chunk in range(chunks) if not part(chunk).exists()]
+    done = chunks - len(missing)
+    if progress is not None and done:
+        progress(done, chunks)
     failed: list[tuple[list[str], str]] = []
-    owned = verifier is None
-    verifier = verifier or Verifier()
-    try:
-        for chunk in range(chunks):
-            part = parts / f"part-{chunk:05d}.parquet"
-            if not part.exists():
-                chunk_problems = problems(chunk)
-                samples, repair_rounds = rounds
-                try:
-                    rows = record_chunk(chunk_problems, writers, samples, repair_rounds, verifier)
-                except EndpointError as error:
-                    failed.append(([p.task_id for p in chunk_problems], str(error)))
-                    continue
-                write_table(rows_to_table(rows), part)
-            if progress is not None:
-                progress(chunk + 1, chunks)
-    finally:
-        if owned:
-            verifier.close()
+    jobs = [(chunk, problems(chunk)) for chunk in missing]
+    tasks = {chunk: [p.task_id for p in chunk_problems] for chunk, chunk_problems in jobs}
+    for chunk, outcome in runner(jobs):
+        if isinstance(outcome, EndpointError | UnitLost):
+            failed.append((tasks[chunk], str(outcome)))
+            continue
+        if isinstance(outcome, Exception):
+            raise outcome
+        write_table(rows_to_table(outcome), part(chunk))
+        done += 1
+        if progress is not None:
+            progress(done, chunks)
     if failed:
-        missing = [task for tasks, _ in failed for task in tasks]
+        missing_tasks = [task for chunk_tasks, _ in failed for task in chunk_tasks]
         raise RecordIncomplete(
-            f"{len(failed)} of {chunks} chunks were not recorded ({len(missing)} tasks, e.g. "
-            f"{', '.join(missing[:3])}); first error: {failed[0][1]}. The other chunks are kept "
-            f"in {parts}: run the same recording again to record the rest"
+            f"{len(failed)} of {chunks} chunks were not recorded ({len(missing_tasks)} tasks, "
+            f"e.g. {', '.join(missing_tasks[:3])}); first error: {failed[0][1]}. The other "
+            f"chunks are kept in {parts}: run the same recording again to record the rest"
         )
-    tables = [read_table(parts / f"part-{c:05d}.parquet") for c in range(chunks)]
+    tables = [read_table(part(c)) for c in range(chunks)]
     merged = pa.concat_tables(tables)
     extra = before_merge(merged) if before_merge is not None else {}
     merged = merged.replace_schema_metadata(
@@ -293,4 +413,15 @@ def _plan_json(plan: RecordPlan) -> dict:
     return {**asdict(plan), "tiers": list(plan.tiers)}
 
 
-__all__ = ["RecordIncomplete", "RecordPlan", "record", "record_chunk", "record_pool", "writers_for"]
+__all__ = [
+    "ChunkJob",
+    "ChunkRunner",
+    "LocalChunks",
+    "RecordActor",
+    "RecordIncomplete",
+    "RecordPlan",
+    "record",
+    "record_chunk",
+    "record_pool",
+    "writers_for",
+]

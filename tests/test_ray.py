@@ -1,0 +1,150 @@
+"""Scale-out on a real local Ray cluster of two nodes (``ray.cluster_utils.Cluster``): recording
+and benchmarking on actors give exactly the single-machine results, a node killed mid-run
+loses and duplicates nothing, and an unreachable cluster gets a clear error."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from occ_gym.bench.runner import Bench, BenchConfig, write_results
+from occ_gym.cli import main as cli_main
+from occ_gym.integrations.ray_scale import RayCluster, ScaleError, connect
+from occ_gym.resources import POOLS_DIR
+from occ_gym.tasks.pack import synthetic_pack, write_pack
+from occ_gym.tiers.pool import read_pool
+from occ_gym.traces.record import RecordPlan, record, record_pool
+from occ_gym.traces.recording import TRACES_FILE, Recording
+from occ_gym.traces.table import read_table
+from tests.helpers import free_port
+
+PLAN = RecordPlan(split="test", tasks=8, tiers=("cheap",), samples=2, repair_rounds=1, chunk_size=1)
+BENCH = BenchConfig(
+    env_id="OCC-CodeSim-v0",
+    episodes=40,
+    seeds=2,
+    resamples=100,
+    tune_episodes=16,
+    planner_episodes=1000,
+    router_episodes=1000,
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and a worker node of 2 logical CPUs each (this machine's cores, shared)."""
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    nodes.add_node(num_cpus=2)
+    nodes.wait_for_nodes()
+    ray.init(address=nodes.address, log_to_driver=False, configure_logging=False)
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, verifier):
+    """PLAN recorded in this process, as a single machine records it."""
+    return record(PLAN, tmp_path_factory.mktemp("local") / "t.parquet", verifier=verifier)
+
+
+def rows(path) -> list[tuple]:
+    """Every row but its timings, sorted: equal lists mean the same rows, none repeated
+    (``read_table`` also refuses a repeated key)."""
+    table = read_table(path).drop_columns(["wall_ms", "verify_ms"])
+    return sorted(zip(*table.to_pydict().values(), strict=True))
+
+
+def test_a_recording_on_two_nodes_equals_the_single_machine_one(cluster, reference, tmp_path):
+    out = record(PLAN, tmp_path / "t.parquet", cluster=RayCluster(cluster.address, actors=2))
+    assert rows(out) == rows(reference)
+    assert not out.with_name(out.name + ".parts").exists()
+
+
+def busy_recording_actor() -> int:
+    """The pid of a recording actor's process, one mid-chunk if there is one."""
+    titles = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            title = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("ray::RecordActor"):
+            titles[int(proc.name)] = title
+    assert titles, "no recording actor is running"
+    busy = [pid for pid, title in titles.items() if title.startswith("ray::RecordActor.record")]
+    return (busy or list(titles))[0]
+
+
+def test_a_worker_and_a_node_killed_mid_recording_lose_and_repeat_no_row(
+    cluster, reference, tmp_path, caplog
+):
+    doomed = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+
+    def kill_a_worker_then_a_node(done: int, total: int) -> None:
+        if done == 1:
+            os.kill(busy_recording_actor(), signal.SIGKILL)
+        if done == 3:
+            cluster.remove_node(doomed)
+
+    out = tmp_path / "t.parquet"
+    with caplog.at_level(logging.WARNING, logger="occ_gym.integrations.ray_scale"):
+        record(
+            PLAN,
+            out,
+            cluster=RayCluster(cluster.address, actors=3),
+            progress=kill_a_worker_then_a_node,
+        )
+    assert "requeued" in caplog.text, "the kill must land while an actor held a chunk"
+    assert rows(out) == rows(reference)
+
+
+def test_a_bench_on_the_cluster_writes_the_local_results_json(cluster, tmp_path):
+    local = Bench(BENCH).run()
+    spread = Bench(BENCH).run(cluster=RayCluster(cluster.address, actors=2))
+    assert local["fits"] and list(local["fits"]) == list(spread["fits"])
+    for results in (local, spread):  # how long each fit took is the one thing that may differ
+        for fit in results["fits"].values():
+            fit.pop("seconds")
+    written = [write_results(r, tmp_path / name) for r, name in ((local, "a"), (spread, "b"))]
+    assert written[0].read_bytes() == written[1].read_bytes()
+
+
+def test_the_cli_records_a_pool_on_the_cluster_as_one_machine_does(cluster, tmp_path, verifier):
+    pack = synthetic_pack("test", 6, "synthetic-v1")
+    write_pack(pack, tmp_path / "pack.jsonl")
+    pool_file = POOLS_DIR / "nano.toml"
+    local = record_pool(read_pool(pool_file), pack, tmp_path / "local", 2, 1, 2, verifier)
+    command = ["record", "--pool", str(pool_file), "--tasks", str(tmp_path / "pack.jsonl")]
+    command += ["--samples", "2", "--repair-rounds", "1", "--chunk-size", "2"]
+    command += ["--out", str(tmp_path / "spread"), "--ray", cluster.address, "--actors", "2"]
+    assert cli_main(command) == 0
+    spread = tmp_path / "spread" / TRACES_FILE
+    assert rows(spread) == rows(local)
+    both = [Recording.read(folder) for folder in (tmp_path / "spread", local.parent)]
+    assert both[0].problems == both[1].problems and both[0].expected_costs.keys() == {
+        "cheap",
+        "medium",
+        "expensive",
+    }
+
+
+def test_an_unreachable_cluster_is_a_clear_error_naming_its_address(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    command = ["record", "--tasks", "2", "--out", str(tmp_path / "t.parquet"), "--ray", address]
+    script = f"import sys; from occ_gym.cli import main; sys.exit(main({command!r}))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert f"no Ray cluster answers at {address}" in done.stdout.replace("\n", "")
+    assert not (tmp_path / "t.parquet.parts").exists()
+    with pytest.raises(ScaleError, match="HOST:PORT"):
+        connect("nowhere")
