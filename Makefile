@@ -9,7 +9,7 @@ V1_TRAIN_TASKS ?= 2000
 
 .PHONY: demo test test-all lint format clean models traces traces-v0 traces-v1-test \
 	traces-v1-train policies throughput docs health planner-selection grpo-selection \
-	learner-seeds ppo-selection policies-v1 recording
+	learner-seeds ppo-selection policies-v1 recording scale
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "occ-gym needs Python >= 3.10"; exit 1; }
@@ -166,6 +166,12 @@ throughput: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput
 
+# Recording on Ray against the plain single-process record at equal cores (local clusters of
+# one and two nodes; about 6 minutes on 2 cores), and its table in docs/scale.md.
+scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/scale.md docs/scale.md scale
+
 # Copy every generated table in benchmarks/results/ into its page (the benchmarks write them;
 # nothing in README.md or docs/ between <!-- name:start/end --> markers is typed by hand).
 docs: $(STAMP)
@@ -188,6 +194,7 @@ docs: $(STAMP)
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_maskable_ppo.md docs/training.md ppo-seeds
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/verifier.md docs/verifier.md verifier
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/scale.md docs/scale.md scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,6 +4,8 @@ loses and duplicates nothing, and an unreachable cluster gets a clear error."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import signal
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 from ray.cluster_utils import Cluster
 
 from occ_gym.bench.runner import Bench, BenchConfig, write_results
@@ -21,10 +24,10 @@ from occ_gym.integrations.ray_scale import RayCluster, ScaleError, connect
 from occ_gym.resources import POOLS_DIR
 from occ_gym.tasks.pack import synthetic_pack, write_pack
 from occ_gym.tiers.pool import read_pool
-from occ_gym.traces.record import RecordPlan, record, record_pool
-from occ_gym.traces.recording import TRACES_FILE, Recording
+from occ_gym.traces.record import RecordIncomplete, RecordPlan, record, record_pool
+from occ_gym.traces.recording import TRACES_FILE
 from occ_gym.traces.table import read_table
-from tests.helpers import free_port
+from tests.helpers import endpoint_tier, free_port, pool_of
 
 PLAN = RecordPlan(split="test", tasks=8, tiers=("cheap",), samples=2, repair_rounds=1, chunk_size=1)
 BENCH = BenchConfig(
@@ -50,10 +53,23 @@ def cluster():
     nodes.shutdown()
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Record here at the thread count of an actor of one CPU: log-probabilities differ in
+    float32's last bits between thread counts."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, verifier):
     """PLAN recorded in this process, as a single machine records it."""
-    return record(PLAN, tmp_path_factory.mktemp("local") / "t.parquet", verifier=verifier)
+    with one_torch_thread():
+        return record(PLAN, tmp_path_factory.mktemp("local") / "t.parquet", verifier=verifier)
 
 
 def rows(path) -> list[tuple]:
@@ -119,23 +135,50 @@ def test_a_bench_on_the_cluster_writes_the_local_results_json(cluster, tmp_path)
     assert written[0].read_bytes() == written[1].read_bytes()
 
 
-def test_the_cli_records_a_pool_on_the_cluster_as_one_machine_does(cluster, tmp_path, verifier):
+def test_the_readme_commands_record_and_bench_on_the_cluster_as_one_machine_does(
+    cluster, tmp_path, verifier
+):
+    """The README's scale-out lines after `ray start` (the fixture is that cluster), with
+    budgets cut and the nano generalists' pool file in place of the served one."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("### Scale out on Ray", 1)[1].split("```bash\n", 1)[1]
+    lines = [line.split("#")[0].split() for line in block.split("```", 1)[0].splitlines()]
+    assert [words[:2] for words in lines] == [
+        ["ray", "start"],
+        ["occ-gym", "record"],
+        ["occ-gym", "bench"],
+    ]
     pack = synthetic_pack("test", 6, "synthetic-v1")
-    write_pack(pack, tmp_path / "pack.jsonl")
+    write_pack(pack, tmp_path / "tasks.jsonl")
     pool_file = POOLS_DIR / "nano.toml"
-    local = record_pool(read_pool(pool_file), pack, tmp_path / "local", 2, 1, 2, verifier)
-    command = ["record", "--pool", str(pool_file), "--tasks", str(tmp_path / "pack.jsonl")]
-    command += ["--samples", "2", "--repair-rounds", "1", "--chunk-size", "2"]
-    command += ["--out", str(tmp_path / "spread"), "--ray", cluster.address, "--actors", "2"]
-    assert cli_main(command) == 0
-    spread = tmp_path / "spread" / TRACES_FILE
-    assert rows(spread) == rows(local)
-    both = [Recording.read(folder) for folder in (tmp_path / "spread", local.parent)]
-    assert both[0].problems == both[1].problems and both[0].expected_costs.keys() == {
-        "cheap",
-        "medium",
-        "expensive",
+    with one_torch_thread():
+        local = record_pool(read_pool(pool_file), pack, tmp_path / "local", 2, 1, 2, verifier)
+    places = {
+        "examples/served-nano.toml": str(pool_file),
+        "tasks.jsonl": str(tmp_path / "tasks.jsonl"),
+        "HEAD:6379": cluster.address,
     }
+    budgets = {
+        "record": ["--samples", "2", "--repair-rounds", "1", "--chunk-size", "2"],
+        "bench": ["--episodes", "8", "--seeds", "2", "--tune-episodes", "8", "--resamples", "20"],
+    }
+    budgets["bench"] += ["--planner-episodes", "200", "--router-episodes", "200"]
+    for words in lines[1:]:
+        argv = [places.get(w, w.replace("runs/", f"{tmp_path}/runs/")) for w in words[1:]]
+        assert cli_main([*argv, *budgets[words[1]]]) == 0, words
+    assert rows(tmp_path / "runs" / "big" / TRACES_FILE) == rows(local)
+    results = json.loads((tmp_path / "runs" / "big-bench" / "results.json").read_text())
+    assert results["env_id"] == "OCC-Traces-v0" and len(results["entries"]) > 10
+
+
+def test_chunks_an_endpoint_keeps_failing_are_reported_by_task_and_the_rest_kept(cluster, tmp_path):
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    pool = pool_of(endpoint_tier("cheap", nowhere, max_retries=0, timeout_s=2.0))
+    pack = synthetic_pack("test", 4)
+    with pytest.raises(RecordIncomplete, match=r"2 of 2 chunks were not recorded \(4 tasks"):
+        record_pool(pool, pack, tmp_path, 1, 0, 2, cluster=RayCluster(cluster.address, actors=2))
+    assert (tmp_path / "traces.parquet.parts" / "plan.json").exists()
+    assert not (tmp_path / TRACES_FILE).exists()
 
 
 def test_an_unreachable_cluster_is_a_clear_error_naming_its_address(tmp_path):

@@ -129,7 +129,9 @@ def run_units(
 
     remote = ray.remote(num_cpus=cpus_per_actor, scheduling_strategy="SPREAD")(actor_class)
     queue = deque(units)
-    count = min(actors or max(1, int(cluster_cpus() // cpus_per_actor)), max(1, len(queue)))
+    if not queue:
+        return
+    count = min(actors or max(1, int(cluster_cpus() // cpus_per_actor)), len(queue))
     cwd = os.getcwd()
     started: list[Any] = []
     starting: dict[Any, Any] = {}  # ready() reference -> actor

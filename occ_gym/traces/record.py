@@ -279,9 +279,9 @@ class RecordActor:
     """A Ray actor recording chunks with its own writers (nano models loaded once, on its
     node) and verifier; ``ready()`` says why it cannot, naming its node.
 
-    It runs torch on the driver's thread count: log-probabilities differ in float32's last
-    bits between thread counts, and with equal counts (and the same kind of CPU) an actor
-    writes exactly the rows the driver would."""
+    Its torch runs ``torch_threads`` threads (the CPUs it reserves). Log-probabilities differ
+    in float32's last bits between thread counts; at equal counts (and on the same kind of
+    CPU) an actor writes exactly the rows a single process would."""
 
     def __init__(
         self,
@@ -333,7 +333,7 @@ def _on_cluster(
 
     def run(jobs: list[ChunkJob]) -> Iterator[tuple[int, list[TraceRow] | Exception]]:
         units = [(chunk, (problems, *rounds)) for chunk, problems in jobs]
-        args = (make_writers, models_sha256, torch.get_num_threads())
+        args = (make_writers, models_sha256, max(1, int(cluster.cpus_per_actor)))
         for chunk, outcome in cluster.run(RecordActor, args, "record", units):
             yield int(chunk), outcome  # type: ignore[call-overload]
 
