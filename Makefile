@@ -167,7 +167,7 @@ throughput: $(STAMP)
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput
 
 # Recording on Ray against the plain single-process record at equal cores (local clusters of
-# one and two nodes; about 6 minutes on 2 cores), and its table in docs/scale.md.
+# one and two nodes; about 11 minutes on 2 cores), and its table in docs/scale.md.
 scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/scale.md docs/scale.md scale

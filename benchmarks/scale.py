@@ -1,12 +1,14 @@
 """Recording throughput on Ray against the plain single-process ``record``, at equal cores.
 
-    python benchmarks/scale.py [--tasks 100] [--samples 4] [--repair-rounds 2] [--repeats 2]
+    python benchmarks/scale.py [--tasks 100] [--samples 4] [--repair-rounds 2] [--repeats 3]
 
-Records the same plan of the nano tiers (v0 suite, test split) three ways, ``--repeats``
+Records the same plan of the nano tiers (v0 suite, test split) four ways, ``--repeats``
 times each, alternately, in one process:
 
 - **plain**: ``record`` in this process (torch and the sandbox pool on every core);
-- **Ray, 1 node**: a local cluster of one node with all the cores, one actor holding all of them;
+- **Ray, 1 node**: a local cluster of one node with all the cores, one actor holding all of them,
+  once with Ray's default worker niceness (15: its workers yield the cores to every other
+  process, Ray's own included) and once at niceness 0 (``RAY_worker_niceness=0``);
 - **Ray, 2 nodes**: a local cluster of two nodes (``ray.cluster_utils.Cluster``) splitting the
   cores, one actor per node.
 
@@ -29,6 +31,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +68,30 @@ def timed_record(plan: RecordPlan, cluster: RayCluster | None, folder: Path) -> 
     return time.perf_counter() - start, out
 
 
-def on_cluster(nodes: int, cores: int, plan: RecordPlan, folder: Path) -> tuple[float, Path]:
-    """One recording on a fresh local cluster of ``nodes`` nodes sharing ``cores``."""
+@dataclass(frozen=True)
+class Setup:
+    """How one row records: in this process (no nodes), or on a fresh local cluster."""
+
+    nodes: int = 0
+    worker_niceness: int | None = None
+    """``RAY_worker_niceness`` for the cluster (None: Ray's default, 15)."""
+
+
+SETUPS = {
+    "plain": Setup(),
+    "Ray, 1 node": Setup(1),
+    "Ray, 1 node, worker niceness 0": Setup(1, worker_niceness=0),
+    "Ray, 2 nodes": Setup(2),
+}
+
+
+def on_cluster(setup: Setup, cores: int, plan: RecordPlan, folder: Path) -> tuple[float, Path]:
+    """One recording on a fresh local cluster of ``setup.nodes`` nodes sharing ``cores``."""
+    nodes = setup.nodes
+    if setup.worker_niceness is None:
+        os.environ.pop("RAY_worker_niceness", None)
+    else:
+        os.environ["RAY_worker_niceness"] = str(setup.worker_niceness)  # noqa: SIM112 (Ray reads this name)
     per_node = cores // nodes
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": per_node})
     for _ in range(nodes - 1):
@@ -87,25 +112,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--repair-rounds", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     cores = available_cores()
     plan = RecordPlan.of(
         "nano", "test", args.tasks, args.samples, args.repair_rounds, args.chunk_size
     )
-    setups = {"plain": None, "Ray, 1 node": 1, "Ray, 2 nodes": 2}
-    seconds: dict[str, list[float]] = {name: [] for name in setups}
+    seconds: dict[str, list[float]] = {name: [] for name in SETUPS}
     reference: tuple[list[tuple], np.ndarray] | None = None
     logprob_gap = 0.0
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         for _ in range(args.repeats):
-            for name, nodes in setups.items():
-                if nodes is None:
+            for name, setup in SETUPS.items():
+                if setup.nodes == 0:
                     took, out = timed_record(plan, None, folder)
                 else:
-                    took, out = on_cluster(nodes, cores, plan, folder)
+                    took, out = on_cluster(setup, cores, plan, folder)
                 found = rows(out)
                 reference = reference or found
                 if found[0] != reference[0]:
@@ -128,6 +152,7 @@ def main() -> None:
             }
         )
     one_node = table[1]["overhead_vs_plain"]
+    unniced = table[2]["overhead_vs_plain"]
     met = one_node <= OVERHEAD_TARGET
     report: dict[str, Any] = {
         "command": "python benchmarks/scale.py "
@@ -142,6 +167,7 @@ def main() -> None:
         "largest_logprob_difference": logprob_gap,
         "target": f"Ray on 1 node within {OVERHEAD_TARGET:.0%} of plain at equal cores",
         "met": met,
+        "met_at_niceness_0": unniced <= OVERHEAD_TARGET,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -165,7 +191,9 @@ def main() -> None:
         f"Every run wrote the plain run's rows; log-probabilities differed by at most "
         f"{logprob_gap:.1e} (torch ran 1 thread per actor on two nodes, {cores} elsewhere).",
         "",
-        f"Target: {report['target']}: **{verdict}** ({one_node:+.1%}).",
+        f"Target: {report['target']}: **{verdict}** ({one_node:+.1%} with Ray's default worker "
+        f"niceness; {unniced:+.1%} at niceness 0, "
+        f"{'within' if unniced <= OVERHEAD_TARGET else 'outside'} the target).",
     ]
     (args.out / "scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
