@@ -47,13 +47,14 @@ def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         planner_episodes=args.planner_episodes,
         router_episodes=args.router_episodes,
     )
+    cluster = _cluster(args)  # an unreachable cluster fails before the envs are made
     bench_run = Bench(config)
     with Progress(*Progress.get_default_columns(), console=console, transient=True) as bar:
         entries = len(bench_run.entries)
         job = bar.add_task(
             f"{entries} policies x {config.seeds} seeds x {config.episodes} problems", total=entries
         )
-        bench_run.play(progress=lambda label: bar.advance(job), cluster=_cluster(args))
+        bench_run.play(progress=lambda label: bar.advance(job), cluster=cluster)
     try:
         if out is not None:  # the played episodes first: statistics can then never lose them
             write_episodes(bench_run.logs, out)
@@ -85,7 +86,7 @@ def record_traces(args: argparse.Namespace, console: Console) -> Path:
         return record_pool_traces(args, console)
     from rich.progress import Progress
 
-    from occ_gym.traces.record import RecordPlan, record
+    from occ_gym.traces.record import RecordIncomplete, RecordPlan, record
 
     tasks = args.tasks or "500"
     if not tasks.isdigit() or int(tasks) < 1:
@@ -102,14 +103,20 @@ def record_traces(args: argparse.Namespace, console: Console) -> Path:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    cluster = _cluster(args)
     with Progress(console=console, transient=True) as bar:
         job = bar.add_task(f"recording {plan.tasks} {plan.split} tasks", total=plan.chunks)
-        record(
-            plan,
-            out,
-            progress=lambda done, total: bar.update(job, completed=done),
-            cluster=_cluster(args),
-        )
+        try:
+            record(
+                plan,
+                out,
+                progress=lambda done, total: bar.update(job, completed=done),
+                cluster=cluster,
+                torch_threads=args.torch_threads,
+            )
+        except RecordIncomplete as error:
+            console.print(f"[red]incomplete:[/red] {error}")
+            raise SystemExit(1) from None
     console.print(f"wrote {out}")
     return out
 
@@ -158,6 +165,7 @@ def record_pool_traces(args: argparse.Namespace, console: Console) -> Path:
                 args.chunk_size,
                 progress=lambda done, total: bar.update(job, completed=done, total=total),
                 cluster=_cluster(args),
+                torch_threads=args.torch_threads,
             )
         except RecordIncomplete as error:
             console.print(f"[red]incomplete:[/red] {error}")
@@ -363,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record_parser.add_argument("--chunk-size", type=_positive_int, default=50)
     _add_ray_arguments(record_parser, "chunks run on Ray actors (each loads the tiers once)")
+    record_parser.add_argument(
+        "--torch-threads",
+        type=_positive_int,
+        help="torch threads per recording process (log-probabilities depend on it; default: "
+        "a resumed run's, else this process's, on Ray the CPUs per actor)",
+    )
     record_parser.add_argument(
         "--out",
         required=True,

@@ -4,18 +4,17 @@ loses and duplicates nothing, and an unreachable cluster gets a clear error."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 import ray
-import torch
 from ray.cluster_utils import Cluster
 
 from occ_gym.bench.runner import Bench, BenchConfig, write_results
@@ -24,7 +23,14 @@ from occ_gym.integrations.ray_scale import RayCluster, ScaleError, connect
 from occ_gym.resources import POOLS_DIR
 from occ_gym.tasks.pack import synthetic_pack, write_pack
 from occ_gym.tiers.pool import read_pool
-from occ_gym.traces.record import RecordIncomplete, RecordPlan, record, record_pool
+from occ_gym.traces.record import (
+    RecordActor,
+    RecordIncomplete,
+    RecordPlan,
+    load_nano_writers,
+    record,
+    record_pool,
+)
 from occ_gym.traces.recording import TRACES_FILE
 from occ_gym.traces.table import read_table
 from tests.helpers import endpoint_tier, free_port, pool_of
@@ -53,23 +59,12 @@ def cluster():
     nodes.shutdown()
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    """Record here at the thread count of an actor of one CPU: log-probabilities differ in
-    float32's last bits between thread counts."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, verifier):
-    """PLAN recorded in this process, as a single machine records it."""
-    with one_torch_thread():
-        return record(PLAN, tmp_path_factory.mktemp("local") / "t.parquet", verifier=verifier)
+    """PLAN recorded in this process, as a single machine records it, at the torch thread
+    count of an actor of one CPU (log-probabilities depend on it)."""
+    out = tmp_path_factory.mktemp("local") / "t.parquet"
+    return record(PLAN, out, verifier=verifier, torch_threads=1)
 
 
 def rows(path) -> list[tuple]:
@@ -124,6 +119,37 @@ def test_a_worker_and_a_node_killed_mid_recording_lose_and_repeat_no_row(
     assert rows(out) == rows(reference)
 
 
+def test_a_recording_stopped_here_resumes_on_the_cluster_at_its_thread_count(
+    cluster, reference, tmp_path, verifier
+):
+    out = tmp_path / "t.parquet"
+
+    def stop_after_two_chunks(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        record(PLAN, out, verifier=verifier, progress=stop_after_two_chunks, torch_threads=1)
+    parts = out.with_name(out.name + ".parts")
+    assert len(list(parts.glob("part-*.parquet"))) == 2
+    with pytest.raises(ValueError, match="recorded at 1 torch threads, not 2"):
+        record(PLAN, out, cluster=RayCluster(cluster.address), torch_threads=2)
+    record(PLAN, out, cluster=RayCluster(cluster.address, actors=2, cpus_per_actor=2))
+    assert rows(out) == rows(reference)  # at the parts' 1 thread, not the actors' 2 CPUs
+
+
+def test_an_actor_that_cannot_start_stops_the_run_naming_its_node(cluster):
+    broken = partial(load_nano_writers, ("no-such-tier",), 0.8)
+    units = [(0, ([], 1, 0))]
+    with pytest.raises(ScaleError, match=r"a recording actor on .* cannot start: .*no-such-tier"):
+        list(RayCluster(cluster.address).run(RecordActor, (broken, {}, 1, 1), "record", units))
+
+
+def test_actors_without_a_cluster_are_refused(tmp_path):
+    argv = ["record", "--tasks", "2", "--out", str(tmp_path / "t.parquet"), "--actors", "2"]
+    assert cli_main(argv) == 2
+
+
 def test_a_bench_on_the_cluster_writes_the_local_results_json(cluster, tmp_path):
     local = Bench(BENCH).run()
     spread = Bench(BENCH).run(cluster=RayCluster(cluster.address, actors=2))
@@ -151,8 +177,9 @@ def test_the_readme_commands_record_and_bench_on_the_cluster_as_one_machine_does
     pack = synthetic_pack("test", 6, "synthetic-v1")
     write_pack(pack, tmp_path / "tasks.jsonl")
     pool_file = POOLS_DIR / "nano.toml"
-    with one_torch_thread():
-        local = record_pool(read_pool(pool_file), pack, tmp_path / "local", 2, 1, 2, verifier)
+    local = record_pool(
+        read_pool(pool_file), pack, tmp_path / "local", 2, 1, 2, verifier, torch_threads=1
+    )
     places = {
         "examples/served-nano.toml": str(pool_file),
         "tasks.jsonl": str(tmp_path / "tasks.jsonl"),

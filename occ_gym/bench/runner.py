@@ -51,7 +51,14 @@ from occ_gym.bench.labels import (
 from occ_gym.envs.code_env import occ_env
 from occ_gym.evaluation import EPISODE_COLUMNS, run_episodes
 from occ_gym.hashing import env_hash, file_digest, library_versions, stable_hash
-from occ_gym.integrations.ray_scale import RayCluster, enter, node_name
+from occ_gym.integrations.ray_scale import (
+    RayCluster,
+    ScaleError,
+    UnitLost,
+    enter,
+    node_id,
+    node_name,
+)
 from occ_gym.train.config import toml_value
 from occ_gym.validation import positive_int
 
@@ -410,9 +417,14 @@ class Bench:
     def _play_on(self, cluster: RayCluster, progress: Callable[[str], None] | None) -> None:
         """``play`` with each entry on a ``BenchActor`` of ``cluster``; ``logs`` and ``fits``
         end as a local ``play`` leaves them (same numbers, same order)."""
+        import torch
+
         units = [(entry.label, (entry.label,)) for entry in self.entries]
         played: dict[str, EntryResult] = {}
-        for label, outcome in cluster.run(BenchActor, (self.config,), "play", units):
+        actor_args = (self.config, torch.get_num_threads())
+        for label, outcome in cluster.run(BenchActor, actor_args, "play", units):
+            if isinstance(outcome, UnitLost):
+                raise ScaleError(f"the bench entry {label!r} was not played: {outcome}")
             if isinstance(outcome, Exception):
                 raise outcome
             played[str(label)] = outcome
@@ -626,16 +638,20 @@ class EntryResult:
 class BenchActor:
     """A Ray actor playing bench entries (all their seed blocks) in its own ``Bench``."""
 
-    def __init__(self, config: BenchConfig, cwd: str):
+    def __init__(self, config: BenchConfig, torch_threads: int, cwd: str, index: int):
         self.problem: str | None = None
         try:
+            import torch
+
             enter(cwd)
+            # the driver's count: a policy's near-tie must break as it would in a local run
+            torch.set_num_threads(torch_threads)
             self.bench = Bench(config)
         except Exception as error:  # reported by ready(), so the driver can name the node
             self.problem = f"a bench actor on {node_name()} cannot start: {error}"
 
-    def ready(self) -> str | None:
-        return self.problem
+    def ready(self) -> tuple[str | None, str]:
+        return self.problem, node_id()
 
     def play(self, label: str) -> EntryResult:
         before = set(self.bench.fits)

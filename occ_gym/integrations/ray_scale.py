@@ -18,11 +18,12 @@ path; an actor works in the driver's folder when its node has it. Needs the ``ra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +87,7 @@ def connect(address: str) -> None:
     ray = _ray()
     if ray.is_initialized():
         joined = ray.get_runtime_context().gcs_address
-        if head is not None and f"{head[0]}:{head[1]}" != joined:
+        if head is not None and _resolved(head) != _resolved(_host_port(joined)):
             raise ScaleError(
                 f"this process already joined the Ray cluster at {joined}, not {address}"
             )
@@ -122,91 +123,157 @@ def run_units(
     of actors spread over the cluster; yield ``(key, result)`` as each finishes, where a
     result is the exception the unit raised, or ``UnitLost`` when its actors kept dying.
 
-    ``actor_class(*actor_args, cwd)`` must not raise: its ``ready()`` returns None, or the
-    reason it cannot work, which stops the run with a ``ScaleError`` naming the node."""
-    ray = _ray()
-    from ray.exceptions import RayActorError
-
-    remote = ray.remote(num_cpus=cpus_per_actor, scheduling_strategy="SPREAD")(actor_class)
+    ``actor_class(*actor_args, cwd, index)`` (``index``: which actor of the run it is) must
+    not raise: its ``ready()`` returns ``(None, node_id())``, or the reason it cannot work,
+    which stops the run with a ``ScaleError``."""
     queue = deque(units)
     if not queue:
         return
+    ray = _ray()
+    remote = ray.remote(num_cpus=cpus_per_actor, scheduling_strategy="SPREAD")(actor_class)
     count = min(actors or max(1, int(cluster_cpus() // cpus_per_actor)), len(queue))
-    cwd = os.getcwd()
-    started: list[Any] = []
-    starting: dict[Any, Any] = {}  # ready() reference -> actor
-
-    def start() -> None:
-        actor = remote.remote(*actor_args, cwd)
-        started.append(actor)
-        starting[actor.ready.remote()] = actor
-
-    for _ in range(count):
-        start()
-    replacements = count * UNIT_ATTEMPTS
-    free: list[Any] = []  # one entry per unit an actor may take now
-    running: dict[Any, tuple[Hashable, Sequence[Any], Any]] = {}
-    deaths: dict[Hashable, int] = {}
+    scheduler = _Scheduler(ray, lambda cwd, index: remote.remote(*actor_args, cwd, index), method)
     try:
-        while queue or running:
-            while queue and free:
-                actor = free.pop(0)
+        yield from scheduler.run(queue, count, cpus_per_actor)
+    finally:
+        scheduler.kill_all()
+
+
+@dataclass
+class _Job:
+    key: Hashable
+    args: Sequence[Any]
+    actor: Any
+    order: int
+    """Submission order: an actor runs its jobs in this order."""
+
+
+class _Scheduler:
+    """The driver's side of ``run_units``: starts actors, hands out units, and on a death
+    requeues the dead actors' units, charging the death to the unit each was running."""
+
+    def __init__(self, ray: Any, create: Callable[[str, int], Any], method: str):
+        self.ray = ray
+        self.create = create
+        self.method = method
+        self.cwd = os.getcwd()
+        self.started: list[Any] = []
+        self.starting: dict[Any, Any] = {}  # ready() reference -> actor
+        self.node_of: dict[int, str] = {}  # id(actor) -> its node, once it is ready
+        self.free: list[Any] = []  # one entry per unit an actor may take now
+        self.running: dict[Any, _Job] = {}
+        self.deaths: dict[Hashable, int] = {}
+        self.submitted = 0
+        self.replacements = 0
+
+    def start(self) -> None:
+        actor = self.create(self.cwd, len(self.started))
+        self.started.append(actor)
+        self.starting[actor.ready.remote()] = actor
+
+    def kill_all(self) -> None:
+        for actor in self.started:
+            with contextlib.suppress(Exception):  # already gone with its node
+                self.ray.kill(actor)
+
+    def run(
+        self, queue: deque[tuple[Hashable, Sequence[Any]]], count: int, cpus: float
+    ) -> Iterator[tuple[Hashable, Any]]:
+        from ray.exceptions import RayActorError, RayError, RayTaskError
+
+        for _ in range(count):
+            self.start()
+        self.replacements = count * UNIT_ATTEMPTS
+        while queue or self.running:
+            while queue and self.free:
+                actor = self.free.pop(0)
                 key, args = queue.popleft()
-                running[getattr(actor, method).remote(*args)] = (key, args, actor)
-            if not running and not starting:
+                ref = getattr(actor, self.method).remote(*args)
+                self.running[ref] = _Job(key, args, actor, self.submitted)
+                self.submitted += 1
+            if not self.running and not self.starting:
                 for key, _ in queue:
-                    yield key, UnitLost(key, deaths.get(key, 0), "no actor left to run it")
+                    yield key, UnitLost(key, self.deaths.get(key, 0), "no actor could be started")
                 return
-            timeout = None if running else START_TIMEOUT_S
-            ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=timeout)
+            timeout = None if self.running else START_TIMEOUT_S
+            ready, _ = self.ray.wait([*self.running, *self.starting], timeout=timeout)
             if not ready:
                 raise ScaleError(
-                    f"no actor started within {START_TIMEOUT_S:.0f} s: the cluster has no "
-                    f"free resources for {cpus_per_actor:g} CPU per actor"
+                    f"no actor became ready within {START_TIMEOUT_S:.0f} s (each needs "
+                    f"{cpus:g} CPU free, then loads its models and sandboxes)"
                 )
             ref = ready[0]
-            if ref in starting:
-                actor = starting.pop(ref)
+            if ref in self.starting:
+                actor = self.starting.pop(ref)
                 try:
-                    problem = ray.get(ref)
-                except RayActorError:  # its node died while it started
-                    if replacements > 0:
-                        replacements -= 1
-                        start()
+                    problem, node = self.ray.get(ref)
+                except RayActorError as error:
+                    if error.actor_init_failed:  # e.g. occ-gym cannot be imported there
+                        raise ScaleError(f"an actor cannot start: {error}") from None
+                    logger.warning("an actor's node died while it started; starting another")
+                    self.replace(1)
                     continue
+                except RayError as error:
+                    raise ScaleError(f"an actor cannot start: {error}") from None
                 if problem is not None:
                     raise ScaleError(problem)
-                free.extend([actor] * IN_FLIGHT_PER_ACTOR)
+                self.node_of[id(actor)] = node
+                self.free.extend([actor] * IN_FLIGHT_PER_ACTOR)
                 continue
-            key, args, actor = running.pop(ref)
+            job = self.running.pop(ref)
             try:
-                result = ray.get(ref)
-            except RayActorError as error:
-                free = [a for a in free if a is not actor]
-                lost = [(key, args)] + [(k, a) for k, a, who in running.values() if who is actor]
-                running = {r: job for r, job in running.items() if job[2] is not actor}
-                for lost_key, lost_args in lost:
-                    deaths[lost_key] = deaths.get(lost_key, 0) + 1
-                    if deaths[lost_key] >= UNIT_ATTEMPTS:
-                        yield lost_key, UnitLost(lost_key, deaths[lost_key], str(error))
-                    else:
-                        queue.appendleft((lost_key, lost_args))
-                        logger.warning(
-                            "an actor died holding %r; requeued (%s)",
-                            lost_key,
-                            str(error).splitlines()[0],
-                        )
-                if replacements > 0 and (queue or running):
-                    replacements -= 1
-                    start()
+                result = self.ray.get(ref)
+            except RayTaskError as error:  # the unit raised: the caller decides
+                cause = error.cause
+                result = cause if isinstance(cause, Exception) else error
+            except RayError as error:  # the actor, its node or its object store died
+                yield from self.bury(job, error, queue)
                 continue
-            except Exception as error:  # the unit raised: the caller decides
-                result = error
-            free.append(actor)
-            yield key, result
-    finally:
-        for actor in started:
-            ray.kill(actor)
+            self.free.append(job.actor)
+            yield job.key, result
+
+    def bury(
+        self, job: _Job, error: Exception, queue: deque[tuple[Hashable, Sequence[Any]]]
+    ) -> Iterator[tuple[Hashable, Any]]:
+        """Requeue every unit of ``job``'s actor, and of every actor on its node if that
+        died, charging a death to the unit each dead actor was running (its oldest)."""
+        dead = {id(job.actor)}
+        node = self.node_of.get(id(job.actor))
+        if node is not None and node in self._dead_nodes():
+            dead |= {key for key, where in self.node_of.items() if where == node}
+        jobs = [job] + [j for j in self.running.values() if id(j.actor) in dead]
+        self.running = {r: j for r, j in self.running.items() if id(j.actor) not in dead}
+        self.free = [a for a in self.free if id(a) not in dead]
+        first = error.__class__.__name__ + ": " + str(error).splitlines()[0]
+        oldest: dict[int, _Job] = {}
+        for each in sorted(jobs, key=lambda j: j.order):
+            oldest.setdefault(id(each.actor), each)
+        for each in sorted(jobs, key=lambda j: j.order, reverse=True):
+            if oldest[id(each.actor)] is each:
+                self.deaths[each.key] = self.deaths.get(each.key, 0) + 1
+                if self.deaths[each.key] >= UNIT_ATTEMPTS:
+                    yield each.key, UnitLost(each.key, self.deaths[each.key], first)
+                    continue
+            queue.appendleft((each.key, each.args))
+            logger.warning("an actor died holding %r; requeued (%s)", each.key, first)
+        for key in dead:
+            self.node_of.pop(key, None)
+        if queue or self.running:
+            self.replace(len({id(j.actor) for j in jobs}))
+
+    def replace(self, actors: int) -> None:
+        for _ in range(min(actors, self.replacements)):
+            self.replacements -= 1
+            logger.warning("starting a replacement actor")
+            self.start()
+
+    def _dead_nodes(self) -> set[str]:
+        return {n["NodeID"] for n in self.ray.nodes() if not n.get("Alive", True)}
+
+
+def node_id() -> str:
+    """The Ray node this actor runs on (for its ``ready()``)."""
+    return str(_ray().get_runtime_context().get_node_id())
 
 
 def _ray() -> Any:
@@ -222,6 +289,13 @@ def _host_port(address: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ScaleError(f"a Ray address is HOST:PORT or 'auto', got {address!r}")
     return host, int(port)
+
+
+def _resolved(head: tuple[str, int]) -> tuple[str, int]:
+    try:
+        return socket.gethostbyname(head[0]), head[1]
+    except OSError:
+        return head
 
 
 def enter(cwd: str) -> None:
@@ -243,6 +317,7 @@ __all__ = [
     "cluster_cpus",
     "connect",
     "enter",
+    "node_id",
     "node_name",
     "run_units",
 ]

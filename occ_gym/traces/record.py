@@ -12,16 +12,25 @@ and ``verify_ms``).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import torch
 
-from occ_gym.integrations.ray_scale import RayCluster, UnitLost, connect, enter, node_name
+from occ_gym.integrations.ray_scale import (
+    RayCluster,
+    UnitLost,
+    connect,
+    enter,
+    node_id,
+    node_name,
+)
 from occ_gym.tasks.base import CodeProblem
 from occ_gym.tasks.synthetic import make_problem
 from occ_gym.tiers.endpoint import EndpointError
@@ -33,7 +42,7 @@ from occ_gym.tiers.suites import V0_SUITE, NanoSuite, suite_named
 from occ_gym.tiers.writing import AttemptRequest, Writer, run_attempts
 from occ_gym.traces.recording import TRACES_FILE, finish_recording, pack_digest
 from occ_gym.traces.table import TraceRow, read_table, rows_to_table, write_table
-from occ_gym.verifier import Verifier
+from occ_gym.verifier import SandboxConfig, Verifier
 
 
 @dataclass(frozen=True)
@@ -134,9 +143,11 @@ def record(
     verifier: Verifier | None = None,
     progress: Callable[[int, int], None] | None = None,
     cluster: RayCluster | None = None,
+    torch_threads: int | None = None,
 ) -> Path:
     """Record ``plan`` into ``out`` (a Parquet file), resuming from parts a killed run left;
-    on ``cluster``, chunks run on Ray actors that each load the models once."""
+    on ``cluster``, chunks run on Ray actors that each load the models once. Torch runs
+    ``torch_threads`` threads (``_record_parts`` says which by default)."""
     given = models is not None
     models = list(models) if models is not None else [NanoModel.load(name) for name in plan.tiers]
     # Parts of another plan, or written by other weights, must never mix with this run's rows.
@@ -161,10 +172,12 @@ def record(
             if given
             else partial(load_nano_writers, plan.tiers, temperature)
         )
-        runner = _on_cluster(cluster, make_writers, identity["models_sha256"], rounds)
+        runner: ChunkRunner = RayChunks(cluster, make_writers, identity["models_sha256"], rounds)
     else:
         runner = LocalChunks(nano_writers(models, temperature), rounds, verifier)
-    return _record_parts(out, identity, metadata, plan.chunks, problems, runner, progress)
+    return _record_parts(
+        out, identity, metadata, plan.chunks, problems, runner, progress, torch_threads
+    )
 
 
 def record_pool(
@@ -177,6 +190,7 @@ def record_pool(
     verifier: Verifier | None = None,
     progress: Callable[[int, int], None] | None = None,
     cluster: RayCluster | None = None,
+    torch_threads: int | None = None,
 ) -> Path:
     """Record every tier of ``pool`` on ``problems`` (a task pack's) into the folder ``out``
     (``occ_gym.traces.recording``: the table, the tasks, the pool), resumably, and return the
@@ -215,9 +229,7 @@ def record_pool(
 
     rounds = (samples, repair_rounds)
     if cluster is not None:
-        runner: ChunkRunner = _on_cluster(
-            cluster, partial(writers_for, pool), models_sha256, rounds
-        )
+        runner: ChunkRunner = RayChunks(cluster, partial(writers_for, pool), models_sha256, rounds)
     else:
         runner = LocalChunks(writers, rounds, verifier)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,6 +241,7 @@ def record_pool(
         chunk_problems,
         runner,
         progress,
+        torch_threads,
         before_merge=lambda table: finish_recording(out, table, list(problems), pool),
     )
 
@@ -249,21 +262,38 @@ def load_nano_writers(tiers: Sequence[str], temperature: float) -> list[Writer]:
 
 ChunkJob = tuple[int, list[CodeProblem]]
 """A chunk's index and its problems."""
-ChunkRunner = Callable[[list[ChunkJob]], Iterator[tuple[int, "list[TraceRow] | Exception"]]]
-"""Records chunks, yielding each one's rows (or what stopped it) as it finishes."""
+ChunkOutcome = tuple[int, "list[TraceRow] | Exception"]
+"""A chunk's index and its rows, or what stopped it."""
+
+
+class ChunkRunner(Protocol):
+    """Records chunks with torch at a given thread count, yielding each as it finishes."""
+
+    @property
+    def default_threads(self) -> int:
+        """The torch thread count of a new recording that names none."""
+
+    def __call__(self, jobs: list[ChunkJob], torch_threads: int) -> Iterator[ChunkOutcome]: ...
 
 
 @dataclass
 class LocalChunks:
-    """Records chunks one after another in this process."""
+    """Records chunks one after another in this process (torch at the recording's thread
+    count while it does; the process's own count is restored after)."""
 
     writers: Sequence[Writer]
     rounds: tuple[int, int]
     verifier: Verifier | None = None
 
-    def __call__(self, jobs: list[ChunkJob]) -> Iterator[tuple[int, list[TraceRow] | Exception]]:
+    @property
+    def default_threads(self) -> int:
+        return torch.get_num_threads()
+
+    def __call__(self, jobs: list[ChunkJob], torch_threads: int) -> Iterator[ChunkOutcome]:
         owned = self.verifier is None
         verifier = self.verifier or Verifier()
+        before = torch.get_num_threads()
+        torch.set_num_threads(torch_threads)
         try:
             for chunk, problems in jobs:
                 try:
@@ -271,24 +301,24 @@ class LocalChunks:
                 except EndpointError as error:
                     yield chunk, error
         finally:
+            torch.set_num_threads(before)
             if owned:
                 verifier.close()
 
 
 class RecordActor:
     """A Ray actor recording chunks with its own writers (nano models loaded once, on its
-    node) and verifier; ``ready()`` says why it cannot, naming its node.
-
-    Its torch runs ``torch_threads`` threads (the CPUs it reserves). Log-probabilities differ
-    in float32's last bits between thread counts; at equal counts (and on the same kind of
-    CPU) an actor writes exactly the rows a single process would."""
+    node) and verifier (as many sandboxes as the CPUs it reserves, with uids of its own);
+    ``ready()`` says why it cannot, naming its node."""
 
     def __init__(
         self,
         make_writers: Callable[[], list[Writer]],
         models_sha256: dict[str, str],
         torch_threads: int,
+        sandboxes: int,
         cwd: str,
+        index: int,
     ):
         self.problem: str | None = None
         try:
@@ -308,12 +338,13 @@ class RecordActor:
                     f"the nano weights of tier(s) {differ} differ from the driver's: install "
                     "the same occ-gym and models on every node"
                 )
-            self.verifier = Verifier()
+            uids = SandboxConfig().child_uid_base + (index + 1) * ACTOR_UID_STRIDE
+            self.verifier = Verifier(SandboxConfig(workers=sandboxes, child_uid_base=uids))
         except Exception as error:  # reported by ready(), so the driver can name the node
             self.problem = f"a recording actor on {node_name()} cannot start: {error}"
 
-    def ready(self) -> str | None:
-        return self.problem
+    def ready(self) -> tuple[str | None, str]:
+        return self.problem, node_id()
 
     def record(
         self, problems: Sequence[CodeProblem], samples: int, repair_rounds: int
@@ -321,23 +352,35 @@ class RecordActor:
         return record_chunk(problems, self.writers, samples, repair_rounds, self.verifier)
 
 
-def _on_cluster(
-    cluster: RayCluster,
-    make_writers: Callable[[], list[Writer]],
-    models_sha256: dict[str, str],
-    rounds: tuple[int, int],
-) -> ChunkRunner:
-    """A runner whose chunks go to ``RecordActor``s on ``cluster`` (joined now, so an
-    unreachable one fails before anything is written)."""
-    connect(cluster.address)
+ACTOR_UID_STRIDE = 64
+"""Uids between two recording actors' sandboxes (one node's actors never share a uid, so
+one's candidates cannot exhaust another's process limit)."""
 
-    def run(jobs: list[ChunkJob]) -> Iterator[tuple[int, list[TraceRow] | Exception]]:
-        units = [(chunk, (problems, *rounds)) for chunk, problems in jobs]
-        args = (make_writers, models_sha256, max(1, int(cluster.cpus_per_actor)))
-        for chunk, outcome in cluster.run(RecordActor, args, "record", units):
+
+@dataclass
+class RayChunks:
+    """Records chunks on ``RecordActor``s of ``cluster`` (joined when made, so an unreachable
+    one fails before anything is written); actors run torch at the recording's thread
+    count, by default the CPUs each reserves."""
+
+    cluster: RayCluster
+    make_writers: Callable[[], list[Writer]]
+    models_sha256: dict[str, str]
+    rounds: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        connect(self.cluster.address)
+
+    @property
+    def default_threads(self) -> int:
+        return max(1, int(self.cluster.cpus_per_actor))
+
+    def __call__(self, jobs: list[ChunkJob], torch_threads: int) -> Iterator[ChunkOutcome]:
+        units = [(chunk, (problems, *self.rounds)) for chunk, problems in jobs]
+        sandboxes = max(1, math.ceil(self.cluster.cpus_per_actor))
+        args = (self.make_writers, self.models_sha256, torch_threads, sandboxes)
+        for chunk, outcome in self.cluster.run(RecordActor, args, "record", units):
             yield int(chunk), outcome  # type: ignore[call-overload]
-
-    return run
 
 
 def _record_parts(
@@ -348,12 +391,18 @@ def _record_parts(
     problems: Callable[[int], list[CodeProblem]],
     runner: ChunkRunner,
     progress: Callable[[int, int], None] | None,
+    torch_threads: int | None = None,
     before_merge: Callable[[pa.Table], dict[str, str]] | None = None,
 ) -> Path:
     """Record the chunks without a part file beside ``out`` (those a killed run left are
     kept), each as its own part file, then merge them into ``out``, with the metadata
     ``before_merge`` adds from the merged rows; a chunk an endpoint keeps failing (or whose
-    actors keep dying) is left for a rerun."""
+    actors keep dying) is left for a rerun.
+
+    Log-probabilities differ in float32's last bits between torch thread counts, so the
+    count is part of the recording: ``torch_threads``, else the one its parts were recorded
+    at, else the runner's default (this process's count; on Ray, the CPUs per actor). A run
+    resumed anywhere therefore writes exactly the rows of an uninterrupted one."""
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     plan_file = parts / "plan.json"
@@ -362,13 +411,21 @@ def _record_parts(
             recorded = json.loads(plan_file.read_text())
         except ValueError:
             recorded = None
+        recorded_threads = recorded.pop("torch_threads", None) if recorded else None
         if recorded != json.loads(json.dumps(identity)):
             raise ValueError(
                 f"{parts} holds parts of a different plan or models; remove it or match them"
             )
+        if torch_threads is not None and recorded_threads not in (None, torch_threads):
+            raise ValueError(
+                f"{parts} holds parts recorded at {recorded_threads} torch threads, not "
+                f"{torch_threads}: resume at {recorded_threads} (log-probabilities depend on it)"
+            )
+        threads = recorded_threads or torch_threads or runner.default_threads
     else:
+        threads = torch_threads or runner.default_threads
         temporary = plan_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(identity))
+        temporary.write_text(json.dumps({**identity, "torch_threads": threads}))
         temporary.replace(plan_file)
 
     def part(chunk: int) -> Path:
@@ -381,7 +438,7 @@ def _record_parts(
     failed: list[tuple[list[str], str]] = []
     jobs = [(chunk, problems(chunk)) for chunk in missing]
     tasks = {chunk: [p.task_id for p in chunk_problems] for chunk, chunk_problems in jobs}
-    for chunk, outcome in runner(jobs):
+    for chunk, outcome in runner(jobs, threads):
         if isinstance(outcome, EndpointError | UnitLost):
             failed.append((tasks[chunk], str(outcome)))
             continue
@@ -417,6 +474,7 @@ __all__ = [
     "ChunkJob",
     "ChunkRunner",
     "LocalChunks",
+    "RayChunks",
     "RecordActor",
     "RecordIncomplete",
     "RecordPlan",
