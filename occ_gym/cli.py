@@ -429,16 +429,21 @@ def _add_ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         "here (auto, the default); needs occ-gym[ray]",
     )
     parser.add_argument(
-        "--actors", type=_positive_int, help="Ray actors (default: one per cluster CPU)"
+        "--actors", type=_positive_int, help="Ray actors (default: as many as the CPUs hold)"
+    )
+    parser.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        help="CPUs each Ray actor reserves: its torch threads and sandboxes (default: 1)",
     )
 
 
 def _cluster(args: argparse.Namespace) -> RayCluster | None:
     if args.ray is None:
-        if args.actors is not None:
-            raise ValueError("--actors needs --ray")
+        if args.actors is not None or args.cpus_per_actor is not None:
+            raise ValueError("--actors and --cpus-per-actor need --ray")
         return None
-    return RayCluster(args.ray, args.actors)
+    return RayCluster(args.ray, args.actors, args.cpus_per_actor or 1.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -146,8 +146,11 @@ def test_an_actor_that_cannot_start_stops_the_run_naming_its_node(cluster):
 
 
 def test_actors_without_a_cluster_are_refused(tmp_path):
-    argv = ["record", "--tasks", "2", "--out", str(tmp_path / "t.parquet"), "--actors", "2"]
-    assert cli_main(argv) == 2
+    argv = ["record", "--tasks", "2", "--out", str(tmp_path / "t.parquet")]
+    assert cli_main([*argv, "--actors", "2"]) == 2
+    assert cli_main([*argv, "--cpus-per-actor", "2"]) == 2
+    with pytest.raises(ValueError, match="cpus_per_actor must be > 0"):
+        RayCluster(cpus_per_actor=0)
 
 
 def test_a_bench_on_the_cluster_writes_the_local_results_json(cluster, tmp_path):
