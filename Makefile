@@ -165,6 +165,7 @@ policies-v1: $(STAMP)
 throughput: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput_headline.md README.md throughput-headline
 
 # Recording on Ray against the plain single-process record at equal cores (local clusters of
 # one and two nodes; about 11 minutes on 2 cores), and its table in docs/scale.md.
@@ -193,6 +194,7 @@ docs: $(STAMP)
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_grpo.md docs/training.md grpo-seeds
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/learner_seeds_maskable_ppo.md docs/training.md ppo-seeds
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput.md docs/performance.md throughput
+	$(BIN)/python benchmarks/update_readme.py benchmarks/results/throughput_headline.md README.md throughput-headline
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/verifier.md docs/verifier.md verifier
 	$(BIN)/python benchmarks/update_readme.py benchmarks/results/scale.md docs/scale.md scale
 

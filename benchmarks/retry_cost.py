@@ -5,7 +5,9 @@ beats a fresh attempt at equal compute.
 
 Reads the shipped trace table (context and new tokens, FLOPs, outcomes of every recorded
 attempt) and times real single-attempt generation (batch of one, CPU) on recorded contexts of
-each round. Writes ``benchmarks/results/retry_cost.{json,md}``.
+each round, measuring the KV cache that generation holds at its end (the keys and values of
+every layer, read off the cache tensors themselves): how memory grows with each retry, beside
+tokens and wall time. Writes ``benchmarks/results/retry_cost.{json,md}``.
 
 REPAIR vs fresh compares, on the same (task, tier) pairs, the r-th repair of a sample whose
 previous round failed its public tests with a fresh sample of the same tier that was not
@@ -66,19 +68,45 @@ def round_costs(columns: dict, model: NanoModel) -> list[dict]:
     return rows
 
 
+class CacheMeter:
+    """Forward hooks on a model's blocks that keep the largest KV cache one generation held:
+    the bytes of every block's key and value tensors, summed over blocks."""
+
+    def __init__(self, model: NanoModel):
+        self.current: dict[int, int] = {}
+        self.peak = 0
+        for index, block in enumerate(model.network.blocks):
+            block.register_forward_hook(self._hook(index))
+
+    def _hook(self, index: int):
+        def record(_module: torch.nn.Module, _inputs: object, output: tuple) -> None:
+            keys, values = output[1]
+            self.current[index] = keys.nelement() * keys.element_size() + (
+                values.nelement() * values.element_size()
+            )
+            self.peak = max(self.peak, sum(self.current.values()))
+
+        return record
+
+    def start(self) -> None:
+        self.current, self.peak = {}, 0
+
+
 def latency_ms(
     model: NanoModel, table: TraceTable, columns: dict, samples: int
-) -> dict[int, float]:
-    """Median wall time of one attempt (batch of one) per repair round, on recorded contexts."""
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Median wall time of one attempt (batch of one) per repair round, on recorded contexts,
+    and the median KV cache (KiB) it held at its largest."""
     by_round: dict[int, list[tuple]] = defaultdict(list)
     for key in zip(
         columns["task_id"], columns["tier"], columns["sample"], columns["repair_round"], strict=True
     ):
         if key[1] == model.name and len(by_round[key[3]]) < samples:
             by_round[key[3]].append(key)
-    medians = {}
+    medians, caches = {}, {}
+    meter = CacheMeter(model)
     for repair_round, keys in sorted(by_round.items()):
-        times = []
+        times, sizes = [], []
         for task_id, tier, sample, _ in keys:
             history = [table.row((task_id, tier, sample, r)) for r in range(repair_round)]
             context = repair_context(
@@ -87,11 +115,14 @@ def latency_ms(
                 [(row.code, row.feedback) for row in history],
                 model.context_limit,
             )
+            meter.start()
             started = time.perf_counter()
             model.write([context], [repair_round], seeds=[0])
             times.append(1000 * (time.perf_counter() - started))
+            sizes.append(meter.peak / 1024)
         medians[repair_round] = round(float(np.median(times)), 2)
-    return medians
+        caches[repair_round] = round(float(np.median(sizes)), 1)
+    return medians, caches
 
 
 def repair_versus_fresh(table: TraceTable, columns: dict) -> list[dict]:
@@ -140,14 +171,14 @@ def markdown(costs: list[dict], versus: list[dict], command: str) -> str:
         f"Command: `{command}`",
         "",
         "| tier | repair round | attempts | context tokens | new tokens | MFLOPs | "
-        "attention share | latency ms (batch 1) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "attention share | latency ms (batch 1) | KV cache KiB (batch 1) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in costs:
         lines.append(
             f"| {row['tier']} | {row['repair_round']} | {row['attempts']} | "
             f"{row['context_tokens']} | {row['new_tokens']} | {row['mflops']} | "
-            f"{row['attention_share']:.1%} | {row['latency_ms']} |"
+            f"{row['attention_share']:.1%} | {row['latency_ms']} | {row['kv_cache_kib']} |"
         )
     lines += [
         "",
@@ -178,9 +209,10 @@ def main() -> None:
     costs = []
     for name in TIER_NAMES:
         model = NanoModel.load(name)
-        latencies = latency_ms(model, table, columns, args.latency_samples)
+        latencies, caches = latency_ms(model, table, columns, args.latency_samples)
         for row in round_costs(columns, model):
-            costs.append({**row, "latency_ms": latencies.get(row["repair_round"])})
+            r = row["repair_round"]
+            costs.append({**row, "latency_ms": latencies.get(r), "kv_cache_kib": caches.get(r)})
     versus = repair_versus_fresh(table, columns)
     command = f"python benchmarks/retry_cost.py --split {args.split}"
     report = {"command": command, "threads": 1, "round_costs": costs, "repair_vs_fresh": versus}

@@ -77,9 +77,14 @@ class Attempt:
 
     @property
     def outputs_key(self) -> float:
-        """``public_outputs`` as a number (its first 52 bits, exact in a float; 0 unknown), as
-        both envs compare candidates for agreement."""
-        return float(int(self.public_outputs[:13], 16)) if self.public_outputs else 0.0
+        """``public_outputs`` as a number (``outputs_key``), as both envs compare candidates."""
+        return outputs_key(self.public_outputs)
+
+
+def outputs_key(public_outputs: str) -> float:
+    """A digest of public outputs as a number: its first 52 bits, exact in a float; 0 for
+    unknown (""), which agrees with nothing."""
+    return float(int(public_outputs[:13], 16)) if public_outputs else 0.0
 
 
 OUTCOME_FIELDS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -114,7 +115,11 @@ def test_findings_are_absent_when_their_data_is_missing(small_bench):
     def keys_of(changed: Bench, results: dict = results) -> set[str]:
         return {finding["key"] for finding in compute_findings(changed, results, rng)}
 
-    assert {"learned_vs_best_rule", "repair_vs_fresh"} <= keys_of(bench)
+    assert "learned_vs_best_rule" in keys_of(bench)
+    # Repair against fresh needs more failed attempts than 300 episodes give to decide.
+    longer = copy.copy(bench)
+    longer.config = dataclasses.replace(bench.config, episodes=600)
+    assert "repair_vs_fresh" in keys_of(longer)
     without_learned = copy.copy(bench)
     without_learned.entries = [e for e in bench.entries if not e.learned]
     assert not keys_of(without_learned) & {
@@ -129,7 +134,7 @@ def test_findings_are_absent_when_their_data_is_missing(small_bench):
     }
     found = keys_of(without_difficulty)
     assert "tier_tracks_difficulty" not in found and "where_learned_saves_compute" not in found
-    without_repairs = copy.copy(bench)
+    without_repairs = copy.copy(longer)
     without_repairs.env = gym.make("OCC-CodeSim-v0", split="test", max_steps=2)
     assert "repair_vs_fresh" not in keys_of(without_repairs)
     assert "cost_cut_at_matched_quality" not in keys_of(bench, {**results, "curves": []})

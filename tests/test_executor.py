@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ_gym.attempt import Attempt, ErrorKind
+from occ_gym.envs import rules
 from occ_gym.envs.executor import Executor
 from occ_gym.tasks.base import Task
 from occ_gym.tiers.base import RecordedTier
@@ -41,7 +42,7 @@ def test_recorded_samples_rotate_from_a_random_offset_without_repeats():
     executor = Executor([FourSampleTier()], max_steps=8)
     offsets = set()
     for seed in range(20):
-        executor.begin_episode(TASK, np.random.default_rng(seed))
+        executor.begin_episode(TASK, rules.episode_base(12345, seed))
         samples = [executor.attempt(0, n, 0).sample for n in range(8)]
         assert sorted(samples[:4]) == [0, 1, 2, 3]  # every sample before any repeat
         assert samples[4:] == samples[:4]

@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from occ_gym.attempt import ANSWER_FIELDS, OUTCOME_FIELDS
 from occ_gym.tiers.nano import MAX_NEW_TOKENS
 from occ_gym.tiers.nano_tier import traces_path
 from occ_gym.tiers.suites import V0_SUITE
@@ -63,6 +65,30 @@ def test_a_repair_row_exists_only_after_a_public_failure():
                 child.context_tokens > CONTEXT_LIMIT - 200
             )
             assert child.context_tokens <= CONTEXT_LIMIT
+
+
+def test_attempt_arrays_equal_the_rows_attempts():
+    """The vector env's outcome arrays, computed on the columns, equal each row's ``attempt()``
+    (and are nan exactly where the table has no row)."""
+    table = TraceTable.read(traces_path("test"))
+    task_ids = [*table.task_ids()[:120], "not/a-task"]
+    arrays = table.attempt_arrays("medium", task_ids, V0_SUITE.samples, 3)
+    rows = 0
+    for t, task_id in enumerate(task_ids):
+        for sample in range(V0_SUITE.samples):
+            for repair_round in range(3):
+                row = table.row((task_id, "medium", sample, repair_round))
+                got = {name: arrays[name][t, sample, repair_round] for name in arrays}
+                if row is None:
+                    assert all(np.isnan(v) for v in got.values()), (task_id, sample)
+                    continue
+                rows += 1
+                attempt = row.attempt()
+                for name, value in got.items():
+                    expected = getattr(attempt, name)
+                    assert value == expected or (np.isnan(value) and np.isnan(expected)), name
+    assert rows > 400
+    assert set(arrays) == {*OUTCOME_FIELDS, *ANSWER_FIELDS}
 
 
 def test_truncated_and_corrupt_files_fail_naming_the_file(tmp_path):

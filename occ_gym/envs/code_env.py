@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from occ_gym.attempt import Attempt
+from occ_gym.attempt import Attempt, ErrorKind
 from occ_gym.economics.broker import ResourceBroker
 from occ_gym.economics.ledger import CreditLedger
 from occ_gym.economics.oracle import ImpactOracle
 from occ_gym.envs import rules
 from occ_gym.envs.executor import AttemptKey, Executor
-from occ_gym.envs.layout import VERDICTS, ActionLayout, MaskedDiscrete, ObservationLayout
+from occ_gym.envs.layout import (
+    MAX_STEPS,
+    VERDICTS,
+    ActionLayout,
+    MaskedDiscrete,
+    ObservationLayout,
+)
 from occ_gym.resources import DEMO_RECORDING
 from occ_gym.tasks import SyntheticTaskSource, make_task_source
 from occ_gym.tasks.base import Task, TaskSource, base_split, carve_split
@@ -28,12 +34,18 @@ from occ_gym.tiers.pool import COST_MODELS
 from occ_gym.tiers.suites import V0_SUITE
 from occ_gym.validation import build_dataclass, finite_number
 
-MAX_STEPS = 64
-"""The longest episode ``max_steps`` allows."""
+ERROR_NAMES = tuple(kind.name.lower() for kind in ErrorKind)
+"""VERIFY's ``error_kind`` in the step info, by ``ErrorKind``."""
 DEFAULT_VERIFIER_COST = 50.0
 """VERIFY's cost in cost units unless ``verifier_cost`` says otherwise (not for a recorded pool)."""
 NANO_COST_UNIT = COST_MODELS["flops"]
 """The nano suites' cost unit (``traces.table.FLOPS_PER_COST_UNIT`` FLOPs)."""
+RESET_OPTIONS = {
+    "task_index": "play this task of the split instead of the episode's own draw",
+    "episode_index": "play episode k of the current seed (0 is the one reset(seed=s) plays), "
+    "without playing episodes 0..k-1; later resets go on from k + 1",
+}
+"""What ``reset(options=...)`` takes, with what each does."""
 RECORDED = "recorded"
 """``tiers=`` and ``tasks=`` of ``OCC-Traces-v0``: a recorded pool on its recorded tasks."""
 RECORDED_PENALTY = 0.15
@@ -137,9 +149,12 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Starting State
 
-    A task drawn uniformly from the split with ``np_random`` (or ``options={"task_index": i}``);
-    no candidate; nothing spent. Every attempt's outcome for the episode is drawn at reset from
-    ``np_random``, so a seed fixes the whole episode whatever the policy does.
+    A task drawn uniformly from the split (or ``options={"task_index": i}``); no candidate;
+    nothing spent. Every draw of an episode is a pure function of the seed, the episode's index
+    since the seeded reset and the draw's own counter (``rules.episode_base``; the seed's key is
+    one draw from ``np_random``): a seed fixes the whole episode whatever the policy does,
+    sub-env ``i`` of the vector env computes the same draws in one batch, and
+    ``options={"episode_index": k}`` plays episode k of the seed without playing 0..k-1.
 
     ## Episode End
 
@@ -298,6 +313,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             self.task_source.feature_names, self.tier_names, self.max_steps, answer_signals
         )
         self._mask = np.zeros(self.action_layout.size, dtype=bool)
+        self._action_count = self.action_layout.size
         self.action_space = MaskedDiscrete(self._mask, len(self.tiers))
         self.observation_space = spaces.Box(
             0.0, 1.0, shape=(self.observation_layout.size,), dtype=np.float32
@@ -312,8 +328,20 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self._attempts_slice = self.observation_layout["tier_attempts"]
         self._episode: Episode | None = None
         """The current episode's state (``None`` before the first reset)."""
-        self._tasks: dict[int, tuple[Task, list[float]]] = {}
-        """Tasks met so far, with their prompt features as Python floats."""
+        self.episode_index = -1
+        """The current episode's index in its seed's stream (``rules.episode_base``)."""
+        self._keyed_rng: np.random.Generator | None = None
+        """The ``np_random`` that ``_stream_key`` was drawn from."""
+        self._stream_key = 0
+        self._next_episode = 0
+        self._tasks: dict[int, TaskEntry] = {}
+        """Tasks met so far, with what every episode of them starts from."""
+        self._mask_rows = self._mask_table()
+        fields = self.observation_layout.fields
+        self._candidate_block = slice(
+            fields["has_candidate"].start, fields["error_kind"].start + fields["error_kind"].size
+        )
+        self._empty_block = [0.0] * (self._candidate_block.stop - self._candidate_block.start)
         self._timeline: list[str] = []
         self._ledger: CreditLedger | None = None
         self._broker: ResourceBroker | None = None
@@ -331,15 +359,25 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        index = self._task_index(options)
-        cached = self._tasks.get(index)
-        if cached is None:
-            task = self.task_source.task(index)
-            cached = self._tasks[index] = (task, task.prompt_features.tolist())
-        task, features = cached
-        self._executor.begin_episode(task, self.np_random)
-        fresh_costs = [self._executor.cost(tier, 0) for tier in range(len(self.tiers))]
-        self._episode = Episode(task, features, fresh_costs, len(self.tiers))
+        options = self._checked_options(options)
+        rng = self.np_random
+        if rng is not self._keyed_rng:  # seeded now, the first reset, or np_random replaced
+            self._keyed_rng = rng
+            self._stream_key = rules.stream_key(rng)
+            self._next_episode = 0
+        episode = options.get("episode_index", self._next_episode)
+        self._next_episode = episode + 1
+        self.episode_index = episode
+        base = rules.episode_base(self._stream_key, episode)
+        index = options.get("task_index")
+        if index is None:
+            index = rules.episode_task(base, len(self.task_source))
+        entry = self._tasks.get(index)
+        if entry is None:
+            entry = self._tasks[index] = self._task_entry(index)
+        task = entry.task
+        self._executor.begin_episode(task, base)
+        self._episode = Episode(task, entry.observation.copy(), entry.fresh_costs)
         if self.budget is not None:
             self._ledger = CreditLedger()
             self._broker = ResourceBroker(self._ledger, budget=self.budget)
@@ -356,13 +394,17 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         cost = 0.0
         terminated = False
         submission: tuple[AttemptKey, Attempt] | None = None
-        info: dict[str, Any] = {"action": layout.name(action), "tier": None, "cost": 0.0}
+        info: dict[str, Any] = {"action": layout.names[action], "tier": None, "cost": 0.0}
 
         if action < layout.num_tiers:
             sample = ep.tier_attempts[action]
             ep.tier_attempts[action] += 1
             cost = self._generate(ep, AttemptKey(action, sample, 0))
-            info.update(tier=self.tier_names[action], verdict="unverified", **ep.token_info())
+            written = ep.require_candidate()
+            info["tier"] = self.tier_names[action]
+            info["verdict"] = "unverified"
+            info["tokens_in"] = written.tokens_in
+            info["tokens_out"] = written.tokens_out
         elif action == layout.repair:
             key = ep.require_candidate_key()
             cost = self._generate(ep, key._replace(repair_round=key.repair_round + 1))
@@ -506,27 +548,52 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     # ------------------------------------------------------------------ episode mechanics
 
-    def _task_index(self, options: dict[str, Any] | None) -> int:
+    def _checked_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        """``reset``'s options, each an int in its range."""
         if not options:
-            return rules.draw_task(self.np_random, len(self.task_source))
-        unknown = set(options) - {"task_index"}
+            return {}
+        unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: ['task_index']")
-        index = options["task_index"]
-        if (
-            isinstance(index, bool)
-            or not isinstance(index, (int, np.integer))
-            or not (0 <= index < len(self.task_source))
-        ):
             raise ValueError(
-                f"task_index must be an int in [0, {len(self.task_source)}), got {index!r}"
+                f"unknown reset option(s) {sorted(unknown)}; known: {sorted(RESET_OPTIONS)}"
             )
-        return int(index)
+        limits = {"task_index": len(self.task_source), "episode_index": 1 << 62}
+        for name, value in options.items():
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or not (0 <= value < limits[name])
+            ):
+                raise ValueError(f"{name} must be an int in [0, {limits[name]}), got {value!r}")
+        return {name: int(value) for name, value in options.items()}
+
+    def _task_entry(self, index: int) -> TaskEntry:
+        task = self.task_source.task(index)
+        observation = [0.0] * self._obs_size
+        observation[self._feature_slice] = task.prompt_features.tolist()
+        observation[self._starts["budget_left"]] = 1.0
+        observation[self._starts["steps_left"]] = 1.0
+        costs = [tier.attempt_cost(task, 0) for tier in self.tiers]
+        return TaskEntry(task, observation, costs)
+
+    def _mask_table(self) -> np.ndarray:
+        """``rules.write_mask`` for every state it reads, as rows: no candidate first, then
+        (verdict, repair round) at ``1 + verdict * rounds + round``; ``_update_mask`` copies
+        the row that holds (a budget's broker then masks further)."""
+        self._rounds = self._executor.max_repair_rounds + 1
+        rows = np.zeros((1 + len(VERDICTS) * self._rounds, self.action_layout.size), dtype=bool)
+        limit = self._executor.repair_limit
+        rules.write_mask(rows[0], self.action_layout, False, rules.UNVERIFIED, 0, limit)
+        for verdict in range(len(VERDICTS)):
+            for repair_round in range(self._rounds):
+                row = rows[1 + verdict * self._rounds + repair_round]
+                rules.write_mask(row, self.action_layout, True, verdict, repair_round, limit)
+        return rows
 
     def _checked_action(self, action: Any) -> int:
         if type(action) in (int, np.int64):  # the common case, without building an array
             value = int(action)
-            if 0 <= value < self.action_space.n and self._mask[value]:
+            if 0 <= value < self._action_count and self._mask[value]:
                 return value
         array = np.asarray(action)
         if array.shape not in ((), (1,)) or not np.issubdtype(array.dtype, np.integer):
@@ -585,6 +652,11 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         ep.tokens += attempt.tokens
         ep.wall_ms += attempt.wall_ms
         ep.tier_compute[key.tier] += attempt.cost
+        if key.repair_round == 0:
+            ep.values[self._starts["tier_attempts"] + key.tier] = rules.fraction(
+                ep.tier_attempts[key.tier], self.max_steps
+            )
+        self._show_candidate(ep)
         return attempt.cost
 
     def _verify(self, ep: Episode, info: dict[str, Any]) -> None:
@@ -600,10 +672,11 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         if rules.improves_best(candidate.public_passed, ep.best_public_passed):
             ep.best, ep.best_key = candidate, key
             ep.best_public_passed = candidate.public_passed
+        self._show_candidate(ep)
         info.update(
             tier=self.tier_names[key.tier],
             verdict=VERDICTS[ep.verdict],
-            error_kind=candidate.error_kind.name.lower(),
+            error_kind=ERROR_NAMES[candidate.error_kind],
             public_passed=candidate.public_passed,
             public_total=candidate.public_total,
             verify_ms=candidate.verify_ms,
@@ -662,14 +735,10 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         layout, mask, ep = self.action_layout, self._mask, self._episode
         assert ep is not None
         key = ep.candidate_key
-        rules.write_mask(
-            mask,
-            layout,
-            key is not None,
-            ep.verdict,
-            key.repair_round if key is not None else 0,
-            self._executor.repair_limit,
-        )
+        if key is None:
+            mask[:] = self._mask_rows[0]
+        else:
+            mask[:] = self._mask_rows[1 + ep.verdict * self._rounds + key.repair_round]
         if self._broker is None:
             return
         for tier, name in enumerate(self.tier_names):
@@ -682,46 +751,50 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             )
 
     def _observation(self) -> np.ndarray:
-        # Built as a Python list and converted once: for ~30 values that is about twice as fast
-        # as writing numpy elements one by one (the values, rounded to float32, are the same).
+        # The episode keeps its observation as Python floats (``Episode.values``): what an
+        # action changes is written when it happens (``_show_candidate``), what every step
+        # changes here, and the list is converted once (the values, rounded to float32, equal
+        # the vector env's).
         ep = self._episode
         assert ep is not None
-        at, max_steps = self._starts, self.max_steps
-        values = [0.0] * self._obs_size
-        values[self._feature_slice] = ep.task_features
-        values[self._attempts_slice] = [count / max_steps for count in ep.tier_attempts]
-        candidate, key = ep.candidate, ep.candidate_key
-        if candidate is not None and key is not None:
-            values[at["has_candidate"]] = 1.0
-            values[at["candidate_tier"] + key.tier] = 1.0
-            values[at["candidate_verdict"] + ep.verdict] = 1.0
-            if ep.verdict != rules.UNVERIFIED:
-                values[at["error_kind"] + candidate.error_kind] = 1.0
-                values[at["public_pass_fraction"]] = rules.fraction(
-                    candidate.public_passed, candidate.public_total
-                )
-            values[at["context_length"]] = rules.context_share(
-                key.repair_round, self._executor.max_repair_rounds
+        values, at = ep.values, self._starts
+        values[at["cost_so_far"]] = rules.cost_so_far(ep.compute, self._cost_scale)
+        if self.budget is not None:
+            values[at["budget_left"]] = max(0.0, 1.0 - ep.compute / self.budget)
+        values[at["steps_left"]] = rules.steps_left(ep.steps, self.max_steps)
+        return np.array(values, dtype=np.float32)
+
+    def _show_candidate(self, ep: Episode) -> None:
+        """Write the current candidate's fields (and the best verified one's) into
+        ``ep.values``, after an attempt or a VERIFY."""
+        candidate, key = ep.require_candidate(), ep.require_candidate_key()
+        values, at = ep.values, self._starts
+        values[self._candidate_block] = self._empty_block
+        values[at["has_candidate"]] = 1.0
+        values[at["candidate_tier"] + key.tier] = 1.0
+        values[at["candidate_verdict"] + ep.verdict] = 1.0
+        if ep.verdict != rules.UNVERIFIED:
+            values[at["error_kind"] + candidate.error_kind] = 1.0
+            values[at["public_pass_fraction"]] = rules.fraction(
+                candidate.public_passed, candidate.public_total
             )
-            if self._answer_signals:
-                values[at["candidate_confidence"]] = rules.confidence(candidate.logprob_mean)
-                values[at["candidate_min_confidence"]] = rules.confidence(candidate.logprob_min)
-                values[at["candidate_length"]] = rules.length_share(
-                    candidate.tokens_out, self.length_scale
-                )
-                values[at["candidate_agrees"]] = float(ep.agrees)
+        else:
+            values[at["public_pass_fraction"]] = 0.0
+        values[at["context_length"]] = rules.context_share(
+            key.repair_round, self._executor.max_repair_rounds
+        )
+        if self._answer_signals:
+            values[at["candidate_confidence"]] = rules.confidence(candidate.logprob_mean)
+            values[at["candidate_min_confidence"]] = rules.confidence(candidate.logprob_min)
+            values[at["candidate_length"]] = rules.length_share(
+                candidate.tokens_out, self.length_scale
+            )
+            values[at["candidate_agrees"]] = float(ep.agrees)
         best = ep.best
         if best is not None:
             values[at["best_public_fraction"]] = rules.fraction(
                 best.public_passed, best.public_total
             )
-        values[at["cost_so_far"]] = rules.cost_so_far(ep.compute, self._cost_scale)
-        if self.budget is not None:
-            values[at["budget_left"]] = max(0.0, 1.0 - ep.compute / self.budget)
-        else:
-            values[at["budget_left"]] = 1.0
-        values[at["steps_left"]] = rules.steps_left(ep.steps, max_steps)
-        return np.array(values, dtype=np.float32)
 
     def _timeline_line(self, ep: Episode, info: dict[str, Any], reward: float) -> str:
         line = f"step {ep.steps:>2}  {info['action']:<20} cost {info['cost']:>7.1f}"
@@ -740,41 +813,72 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         return line
 
 
-@dataclass(slots=True)
-class Episode:
-    """The state of one episode of ``OCCCodeEnv``, built by ``reset``."""
+@dataclass(frozen=True, slots=True)
+class TaskEntry:
+    """What every episode of one task starts from (``OCCCodeEnv`` keeps one per task met)."""
 
     task: Task
-    task_features: list[float]
+    observation: list[float]
+    """The observation before any step: the prompt features, nothing spent or seen."""
     fresh_costs: list[float]
-    """What a fresh attempt of each tier costs on this task."""
-    num_tiers: InitVar[int]
-    steps: int = 0
-    compute: float = 0.0
-    tokens: int = 0
-    wall_ms: float = 0.0
-    episode_return: float = 0.0
-    active: bool = True
-    # Per-tier counters as lists: one env touches one element per step, where numpy is slow.
-    tier_attempts: list[int] = field(init=False)
-    tier_public_passes: list[int] = field(init=False)
-    tier_compute: list[float] = field(init=False)
-    candidate: Attempt | None = None
-    candidate_key: AttemptKey | None = None
-    verdict: int = rules.UNVERIFIED
-    best: Attempt | None = None
-    """The verified candidate that passed the most public tests so far."""
-    best_key: AttemptKey | None = None
-    best_public_passed: int = rules.NO_BEST
-    verified_outputs: list[float] = field(default_factory=list)
-    """``Attempt.outputs_key`` of every candidate verified so far."""
-    agrees: bool = False
-    """Whether the current candidate, verified, agrees with an earlier verified one."""
+    """What a fresh attempt of each tier costs on the task (a pure function of the task)."""
 
-    def __post_init__(self, num_tiers: int) -> None:
-        self.tier_attempts = [0] * num_tiers
-        self.tier_public_passes = [0] * num_tiers
-        self.tier_compute = [0.0] * num_tiers
+
+class Episode:
+    """The state of one episode of ``OCCCodeEnv``, built by ``reset`` (a plain slotted class:
+    a reset builds one, and a dataclass with defaults took several microseconds of it)."""
+
+    __slots__ = (
+        "active",
+        "agrees",
+        "best",
+        "best_key",
+        "best_public_passed",
+        "candidate",
+        "candidate_key",
+        "compute",
+        "episode_return",
+        "fresh_costs",
+        "steps",
+        "task",
+        "tier_attempts",
+        "tier_compute",
+        "tier_public_passes",
+        "tokens",
+        "values",
+        "verdict",
+        "verified_outputs",
+        "wall_ms",
+    )
+
+    def __init__(self, task: Task, values: list[float], fresh_costs: list[float]):
+        tiers = len(fresh_costs)
+        self.task = task
+        self.values = values
+        """The observation as Python floats, kept up to date (``OCCCodeEnv._observation``)."""
+        self.fresh_costs = fresh_costs
+        """What a fresh attempt of each tier costs on this task."""
+        self.steps = 0
+        self.compute = 0.0
+        self.tokens = 0
+        self.wall_ms = 0.0
+        self.episode_return = 0.0
+        self.active = True
+        # Per-tier counters as lists: one env touches one element per step, where numpy is slow.
+        self.tier_attempts = [0] * tiers
+        self.tier_public_passes = [0] * tiers
+        self.tier_compute = [0.0] * tiers
+        self.candidate: Attempt | None = None
+        self.candidate_key: AttemptKey | None = None
+        self.verdict = rules.UNVERIFIED
+        self.best: Attempt | None = None
+        """The verified candidate that passed the most public tests so far."""
+        self.best_key: AttemptKey | None = None
+        self.best_public_passed = rules.NO_BEST
+        self.verified_outputs: list[float] = []
+        """``Attempt.outputs_key`` of every candidate verified so far."""
+        self.agrees = False
+        """Whether the current candidate, verified, agrees with an earlier verified one."""
 
     def require_candidate(self) -> Attempt:
         if self.candidate is None:

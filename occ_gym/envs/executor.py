@@ -25,11 +25,12 @@ class AttemptKey(NamedTuple):
 class Executor:
     """Calls tiers and remembers what they wrote.
 
-    At the start of an episode the environment hands over the task and its ``np_random``; the
-    executor draws every random number the episode could need at once, so attempt
-    ``(tier, sample, round)`` is fixed for the episode whether or not, and in whatever order,
-    it is asked for. That makes the same seed give the same episode, and lets an upper-bound
-    baseline look ahead (``peek``) without changing anything.
+    At the start of an episode the environment hands over the task and the episode's base word
+    (``rules.episode_base``); each attempt's draws are ``rules.uniforms`` at that attempt's own
+    counters, so attempt ``(tier, sample, round)`` is fixed for the episode whether or not, and
+    in whatever order, it is asked for, and computing one draws nothing for the others. That
+    makes the same seed give the same episode, and lets an upper-bound baseline look ahead
+    (``peek``) without changing anything.
 
     A recorded tier (``RecordedTier``) has a fixed set of samples per task; the episode's n-th
     fresh attempt with it replays ``rules.rotated_sample``, so repeats come only after every
@@ -48,23 +49,38 @@ class Executor:
         )
         """The deepest repair an action may ask for: what ``max_steps`` reaches, and no deeper
         than a replayed tier's table holds (the mask's REPAIR rule reads it)."""
-        shape = (len(self.tiers), self.max_samples, self.max_repair_rounds + 1, DRAWS_PER_ATTEMPT)
-        self._draws = np.zeros(shape)
+        self.draw_hashes = rules.counter_hash(
+            rules.draw_counter(*np.indices(self.draw_shape, dtype=np.uint64))
+        )
+        """``rules.counter_hash`` of every draw an episode's attempts can read, by
+        ``(tier, sample, round, draw)``."""
+        self._hash_lists: list[list[list[list[int]]]] = self.draw_hashes.tolist()
         self._cache: dict[AttemptKey, Attempt] = {}
         self._samples_per_task = [
             tier.samples_per_task if isinstance(tier, RecordedTier) else None for tier in self.tiers
         ]
+        self._offsets: list[int | None] = [None] * len(self.tiers)
         self._task: Task | None = None
+        self._base = 0
 
     @property
-    def draw_shape(self) -> tuple[int, ...]:
-        """(tiers, samples, repair rounds + 1, draws per attempt): what each reset draws."""
-        return self._draws.shape
+    def draw_shape(self) -> tuple[int, int, int, int]:
+        """(tiers, samples, repair rounds + 1, draws per attempt): the draws an episode's
+        attempts can read."""
+        return (len(self.tiers), self.max_samples, self.max_repair_rounds + 1, DRAWS_PER_ATTEMPT)
 
-    def begin_episode(self, task: Task, rng: np.random.Generator) -> None:
+    def begin_episode(self, task: Task, base: int) -> None:
+        """Start an episode of ``task`` whose draws derive from ``base``."""
         self._task = task
-        rules.draw_attempts(rng, self._draws)
+        self._base = base
         self._cache.clear()
+        self._offsets = [None] * len(self.tiers)
+
+    def draws(self, key: AttemptKey) -> list[float]:
+        """The ``DRAWS_PER_ATTEMPT`` uniforms attempt ``key`` reads this episode."""
+        base = self._base
+        hashes = self._hash_lists[key.tier][key.sample][key.repair_round]
+        return [rules.uniforms(base, hashed) for hashed in hashes]
 
     def cost(self, tier: int, repair_round: int) -> float:
         return self.tiers[tier].attempt_cost(self._require_task(), repair_round)
@@ -80,13 +96,11 @@ class Executor:
                     f"and {self.max_repair_rounds} repair rounds"
                 )
             parent = self.attempt(tier, sample, repair_round - 1) if repair_round else None
-            attempt = self.tiers[tier].attempt(
-                self._require_task(),
-                self._tier_sample(tier, sample),
-                repair_round,
-                self._draws[key],
-                parent,
-            )
+            tier_sample = self._tier_sample(tier, sample)
+            task = self._require_task()
+            recorded = self._samples_per_task[tier] is not None
+            draws = _NO_DRAWS if recorded else self.draws(key)  # a recorded attempt reads none
+            attempt = self.tiers[tier].attempt(task, tier_sample, repair_round, draws, parent)
             self._cache[key] = attempt
         return attempt
 
@@ -94,10 +108,17 @@ class Executor:
         samples = self._samples_per_task[tier]
         if samples is None:
             return sample
-        offset = int(rules.rotation_offset(self._draws[tier, 0, 0, -1], samples))
+        offset = self._offsets[tier]
+        if offset is None:
+            # The rotation reads the last draw of the tier's first attempt.
+            draw = rules.uniforms(self._base, self._hash_lists[tier][0][0][-1])
+            offset = self._offsets[tier] = int(rules.rotation_offset(draw, samples))
         return rules.rotated_sample(offset, sample, samples)
 
     def _require_task(self) -> Task:
         if self._task is None:
             raise RuntimeError("no episode has begun: call begin_episode (env.reset) first")
         return self._task
+
+
+_NO_DRAWS: list[float] = []

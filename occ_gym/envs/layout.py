@@ -226,6 +226,10 @@ class ObservationLayout:
         return rows
 
 
+MAX_STEPS = 64
+"""The longest episode ``max_steps`` allows."""
+
+
 def max_repair_rounds(max_steps: int) -> int:
     """The deepest repair reachable: ATTEMPT, then (VERIFY, REPAIR) r times, within max_steps."""
     return max(0, (max_steps - 1) // 2)

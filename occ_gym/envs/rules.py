@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from occ_gym.envs.layout import VERDICTS, ActionLayout
+from occ_gym.envs.layout import MAX_STEPS, VERDICTS, ActionLayout, max_repair_rounds
+from occ_gym.tiers.base import DRAWS_PER_ATTEMPT
 from occ_gym.tiers.nano_card import MAX_NEW_TOKENS
 
 UNVERIFIED, PASSED, FAILED = range(len(VERDICTS))
@@ -107,19 +108,79 @@ def rotated_sample(offset: Number, fresh_attempt: Number, samples_per_task: int)
     return (offset + fresh_attempt) % samples_per_task
 
 
-def rotation_offset(draw: Number, samples_per_task: int) -> Any:
-    """The episode's first recorded sample of a tier, from its draw in [0, 1) (an int64)."""
-    return np.asarray(draw * samples_per_task).astype(np.int64)
+def rotation_offset(draw: Number, samples_per_task: Number) -> Any:
+    """The episode's first recorded sample of a tier, from its draw in [0, 1) (an int, or an
+    int64 array)."""
+    share = draw * samples_per_task
+    return share.astype(np.int64) if isinstance(share, np.ndarray) else int(share)
 
 
-def draw_task(rng: np.random.Generator, task_count: int) -> int:
-    """The episode's task: uniform over the split, the first draw of a reset."""
-    return int(rng.integers(task_count))
+# ---------------------------------------------------------------- episode randomness
+#
+# An episode's draws are a pure function of (stream key, episode index, draw counter): the
+# stream key comes from ``np_random`` when the env is seeded, the episode index counts resets
+# since then, and each draw an episode can read has a fixed counter. So the single env and any
+# batch of sub-envs compute the same numbers, the vector env computes all of them in one array
+# call, and episode k of a seed needs none of episodes 0..k-1.
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+"""SplitMix64's increment: 2^64 over the golden ratio."""
+_TO_UNIT = 2.0**-53
+ROUND_SLOTS = max_repair_rounds(MAX_STEPS) + 1
+"""Repair rounds an attempt's draw counter has room for (every round ``max_steps`` reaches)."""
+TASK_COUNTER = 0
+"""The draw counter of the episode's task."""
 
 
-def draw_attempts(rng: np.random.Generator, out: np.ndarray) -> None:
-    """Every draw the episode's attempts can read (``Executor.draw_shape``), after the task."""
-    rng.random(out=out)
+def mix64(x: Number) -> Any:
+    """SplitMix64's finaliser (Steele, Lea and Flood 2014; the mixer of Java's SplittableRandom):
+    a bijection of 64-bit words whose outputs on a counter pass BigCrush. Python ints or uint64
+    arrays (which wrap, so they need no mask)."""
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK64
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK64
+    return x ^ (x >> 31)
+
+
+def stream_key(rng: np.random.Generator) -> int:
+    """The key of a seed's episodes: one 64-bit draw from the env's freshly seeded
+    ``np_random`` (so seeding stays Gymnasium's)."""
+    return int(rng.integers(1 << 64, dtype=np.uint64))
+
+
+def episode_base(key: Number, episode: Number) -> Any:
+    """The word every draw of episode ``episode`` (0, 1, ... after a seeded reset) derives
+    from. Python ints, or uint64 arrays with one entry per sub-env."""
+    return mix64((key + mix64((episode + 1) * _GOLDEN & _MASK64)) & _MASK64)
+
+
+def draw_counter(tier: Number, sample: Number, repair_round: Number, draw: Number) -> Number:
+    """The counter of draw ``draw`` of attempt (tier, sample, round): fixed whatever
+    ``max_steps`` is, so an attempt's draws do not depend on how long episodes may run."""
+    return 1 + ((tier * MAX_STEPS + sample) * ROUND_SLOTS + repair_round) * DRAWS_PER_ATTEMPT + draw
+
+
+def counter_hash(counter: Number) -> Any:
+    """A draw counter, mixed (``uniforms`` takes it; callers precompute the ones they use)."""
+    if isinstance(counter, np.ndarray):
+        counter = counter.astype(np.uint64)
+    return mix64(counter * _GOLDEN & _MASK64)
+
+
+def uniforms(base: Number, hashed_counter: Number) -> Any:
+    """The draws in [0, 1) at ``hashed_counter`` (from ``counter_hash``) of the episodes with
+    ``base`` (from ``episode_base``): 53-bit floats, broadcast over arrays."""
+    return (mix64(base ^ hashed_counter) >> 11) * _TO_UNIT
+
+
+TASK_HASH = counter_hash(TASK_COUNTER)
+
+
+def episode_task(base: Number, task_count: int) -> Any:
+    """The episode's task: uniform over the split's ``task_count`` tasks (an int, or an int64
+    array for a batch of episodes)."""
+    share = uniforms(base, TASK_HASH) * task_count
+    return share.astype(np.int64) if isinstance(share, np.ndarray) else int(share)
 
 
 def fraction(part: Number, whole: Number) -> Number:

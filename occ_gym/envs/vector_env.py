@@ -2,9 +2,10 @@
 
 ``gym.make_vec("OCC-Code-v0", num_envs=N)`` returns ``OCCVectorEnv`` (the ids register it as
 their ``vector_entry_point``). Sub-env ``i`` behaves exactly like ``gym.make(id)`` reset with
-seed ``seed + i``: each keeps its own ``np_random`` and draws its episodes as the single env does,
-and every attempt of an episode is fixed at reset (the executor's contract), so the vector env
-computes each episode's whole outcome table at reset and plays steps as array operations.
+seed ``seed + i``: each sub-env's stream key comes from its own seeded ``np_random`` and every
+draw is a pure function of (key, episode index, draw counter) (``rules.episode_base``), so the
+vector env computes the draws of all sub-envs in one array call and plays steps as array
+operations, with no loop over sub-envs.
 ``tests/test_vector.py`` checks that it equals N single envs step for step.
 
 Replay mode (recorded nano tiers) and simulated tiers are supported; live mode, budgets and
@@ -15,6 +16,7 @@ on it directly (kept there, so this module imports neither SB3 nor torch).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,9 +26,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from occ_gym.attempt import ANSWER_FIELDS, OUTCOME_FIELDS
+from occ_gym.attempt import ANSWER_FIELDS, OUTCOME_FIELDS, ErrorKind
 from occ_gym.envs import rules
 from occ_gym.envs.code_env import OCCCodeEnv
+from occ_gym.envs.layout import VERDICTS, ObservationLayout
 from occ_gym.tiers.base import BatchedTier, RecordedTier
 from occ_gym.validation import positive_int
 
@@ -96,7 +99,7 @@ class OCCVectorEnv(VectorEnv):
     # ------------------------------------------------------------------ setup
 
     def _build_tables(self, env: OCCCodeEnv) -> None:
-        """Per-task arrays, and for replay every recorded attempt as arrays."""
+        """Per-task arrays, and for replay every recorded attempt as one array per tier."""
         source = env.task_source
         tasks = [source.task(i) for i in range(len(source))]
         self._features = np.array([t.prompt_features for t in tasks], dtype=np.float32)
@@ -107,24 +110,32 @@ class OCCVectorEnv(VectorEnv):
             [np.nan if t.difficulty is None else t.difficulty for t in tasks]
         )
         self._length_scale = env.length_scale
-        self._draw_shape = env.executor.draw_shape
+        hashes = env.executor.draw_hashes
+        self._draw_hashes = hashes
+        self._rotation_hashes = hashes[:, 0, 0, -1]
+        """The draw each tier's sample rotation reads (the executor's ``_tier_sample``)."""
         self._max_round = env.executor.max_repair_rounds
+        self._rounds = self._max_round + 1
         self._repair_limit = env.executor.repair_limit
-        self._replay = [
-            tier.outcome_table([t.task_id for t in tasks], self._max_round + 1)
-            if isinstance(tier, RecordedTier)
-            else None
-            for tier in env.tiers
-        ]
+        self._column = {name: j for j, name in enumerate(self._fields)}
+        """Where each ``Attempt`` number sits in the attempt arrays' last axis."""
+        task_ids = [t.task_id for t in tasks]
+        self._replay: list[np.ndarray | None] = []
+        """Per replayed tier, its recorded attempts: rows ``(task, sample, round)`` flattened
+        (``_replay_row``), columns ``_column``."""
         self._batched: list[BatchedTier | None] = []
         self._samples_per_task: list[int] = []
         for tier in env.tiers:
             if isinstance(tier, RecordedTier):
+                table = tier.outcome_table(task_ids, self._max_round + 1)
+                stacked = np.stack([table[name] for name in self._fields], axis=-1)
+                self._replay.append(stacked.reshape(-1, len(self._fields)))
                 self._batched.append(None)
                 self._samples_per_task.append(tier.samples_per_task)
             elif isinstance(tier, BatchedTier):
+                self._replay.append(None)
                 self._batched.append(tier)
-                self._samples_per_task.append(0)
+                self._samples_per_task.append(1)
             else:
                 raise ValueError(f"the vector env cannot batch tier {tier.name!r}")
         self._tier_names = np.array([*env.tier_names, None], dtype=object)
@@ -132,8 +143,14 @@ class OCCVectorEnv(VectorEnv):
     def _allocate(self) -> None:
         n, layout = self.num_envs, self.action_layout
         k = layout.num_tiers
-        self._rngs: list[np.random.Generator | None] = [None] * n
-        self._draws = np.zeros((n, *self._draw_shape))
+        self._stream_keys = np.zeros(n, dtype=np.uint64)
+        self._keyed = np.zeros(n, dtype=bool)
+        self._episode_index = np.zeros(n, dtype=np.uint64)
+        """Each sub-env's next episode index in its seed's stream."""
+        self._base = np.zeros(n, dtype=np.uint64)
+        self._offsets = np.zeros((n, k), dtype=np.int64)
+        """Each episode's first recorded sample of each replayed tier."""
+        self._per_task = np.array(self._samples_per_task)
         self._task = np.zeros(n, dtype=np.int64)
         self._steps = np.zeros(n, dtype=np.int64)
         self._compute = np.zeros(n)
@@ -144,20 +161,26 @@ class OCCVectorEnv(VectorEnv):
         self._tier_public_passes = np.zeros((n, k), dtype=np.int64)
         self._tier_compute = np.zeros((n, k))
         self._key = np.full((n, 3), -1, dtype=np.int64)  # candidate's tier, sample, round
-        self._candidate = {name: np.zeros(n) for name in self._fields}
+        self._candidate = np.zeros((n, len(self._fields)))
+        """The current candidate's ``Attempt`` numbers (``_column``)."""
+        self._best = np.zeros((n, len(self._fields)))
+        """The best verified candidate's; its ``public_passed`` is ``rules.NO_BEST`` while
+        there is none."""
+        self._candidate[:, self._column["public_total"]] = 1.0  # read only where there is one
+        self._best[:, self._column["public_total"]] = 1.0
         self._verdict = np.zeros(n, dtype=np.int64)
-        self._best = {name: np.zeros(n) for name in self._fields}
         self._verified_outputs = np.zeros((n, self.horizon))
         """``outputs_key`` of the candidates each episode verified (a step verifies at most one)."""
         self._verified_count = np.zeros(n, dtype=np.int64)
         self._agrees = np.zeros(n, dtype=bool)
-        """The best verified candidate; ``public_passed`` is ``rules.NO_BEST`` while none is."""
         self._best_tier = np.zeros(n, dtype=np.int64)
         self._mask = np.zeros((n, layout.size), dtype=bool)
         self._obs = np.zeros((n, self.observation_layout.size), dtype=np.float32)
+        self._obs[:, self.observation_layout.index("budget_left")] = 1.0  # no budget here
         self._pending_reset = np.zeros(n, dtype=bool)
         self._rows = np.arange(n)
-        self._slices = {name: field.slice for name, field in self.observation_layout.fields.items()}
+        self._episode_features = np.zeros((n, self._features.shape[1]), dtype=np.float32)
+        self._candidate_block, self._candidate_codes = _candidate_block(self.observation_layout, k)
 
     # ------------------------------------------------------------------ Gymnasium API
 
@@ -175,10 +198,13 @@ class OCCVectorEnv(VectorEnv):
             if len(seeds) != self.num_envs:
                 raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
         for i, value in enumerate(seeds):
-            if value is not None or self._rngs[i] is None:
-                self._rngs[i] = seeding.np_random(value)[0]
+            if value is not None or not self._keyed[i]:
+                self._stream_keys[i] = rules.stream_key(seeding.np_random(value)[0])
+                self._episode_index[i] = 0
+                self._keyed[i] = True
         self._begin(self._rows)
         self._pending_reset[:] = False
+        self._update_masks()
         return self._observe(), {}
 
     def step(
@@ -238,15 +264,15 @@ class OCCVectorEnv(VectorEnv):
     # ------------------------------------------------------------------ episode mechanics
 
     def _begin(self, envs: np.ndarray) -> None:
-        """Draw new episodes for ``envs`` exactly as the single env's reset does (the task,
-        then every draw the episode's attempts will read)."""
-        task_count = len(self._features)
-        task, draws = self._task, self._draws
-        for i in envs.tolist():
-            rng = self._rngs[i]
-            assert rng is not None
-            task[i] = rules.draw_task(rng, task_count)
-            rules.draw_attempts(rng, draws[i])
+        """Start the next episodes of ``envs`` exactly as the single env's reset does."""
+        base = rules.episode_base(self._stream_keys[envs], self._episode_index[envs])
+        self._episode_index[envs] += 1
+        self._base[envs] = base
+        task = rules.episode_task(base, len(self._features))
+        self._task[envs] = task
+        self._episode_features[envs] = self._features[task]
+        draws = rules.uniforms(base[:, None], self._rotation_hashes)
+        self._offsets[envs] = rules.rotation_offset(draws, self._per_task)
         for array in (self._steps, self._compute, self._tokens, self._wall_ms, self._return):
             array[envs] = 0
         for counts in (self._tier_attempts, self._tier_public_passes, self._tier_compute):
@@ -254,39 +280,37 @@ class OCCVectorEnv(VectorEnv):
         self._key[envs] = -1
         self._verified_count[envs] = 0
         self._agrees[envs] = False
-        self._best["public_passed"][envs] = rules.NO_BEST
+        self._best[envs, self._column["public_passed"]] = rules.NO_BEST
         self._verdict[envs] = rules.UNVERIFIED
-        self._update_masks()
 
     def _attempts(
         self, envs: np.ndarray, tiers: np.ndarray, samples: np.ndarray, rounds: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """The fixed attempts ``(tier, sample, round)`` of the episodes of ``envs``."""
-        out = {name: np.zeros(len(envs)) for name in self._fields}
-        for k, (batched, table) in enumerate(zip(self._batched, self._replay, strict=True)):
-            rows = np.flatnonzero(tiers == k)
-            if not len(rows):
-                continue
+    ) -> np.ndarray:
+        """The fixed attempts ``(tier, sample, round)`` of the episodes of ``envs``, as rows of
+        ``Attempt`` numbers (``_column``)."""
+        out = np.zeros((len(envs), len(self._fields)))
+        used = np.flatnonzero(np.bincount(tiers, minlength=len(self._batched))).tolist()
+        for k in used:
+            rows = np.flatnonzero(tiers == k) if len(used) > 1 else slice(None)
             e, sample, r = envs[rows], samples[rows], rounds[rows]
             task = self._task[e]
+            batched, table = self._batched[k], self._replay[k]
             if batched is not None:
                 found = batched.outcomes(
                     self._difficulty[task],
                     self._public_tests[task],
                     self._hidden_tests[task],
                     self._prompt_tokens[task],
-                    self._draws[e, k, sample, r],
+                    rules.uniforms(self._base[e, None], self._draw_hashes[k, sample, r]),
                     r,
-                    self._candidate["error_kind"][e].astype(np.int64),
+                    self._candidate[e, self._column["error_kind"]].astype(np.int64),
                 )
+                out[rows] = np.stack([found[name] for name in self._fields], axis=-1)
             else:
                 assert table is not None
                 per_task = self._samples_per_task[k]
-                offset = rules.rotation_offset(self._draws[e, k, 0, 0, -1], per_task)
-                recorded = rules.rotated_sample(offset, sample, per_task)
-                found = {name: table[name][task, recorded, r] for name in self._fields}
-            for name in self._fields:
-                out[name][rows] = found[name]
+                recorded = rules.rotated_sample(self._offsets[e, k], sample, per_task)
+                out[rows] = table.take((task * per_task + recorded) * self._rounds + r, axis=0)
         return out
 
     def _checked_actions(self, actions: Any) -> np.ndarray:
@@ -295,22 +319,23 @@ class OCCVectorEnv(VectorEnv):
             raise ValueError(
                 f"actions must be {self.num_envs} integers (one per sub-env), got {actions!r}"
             )
-        array = array.astype(np.int64)
-        live = ~self._pending_reset
+        array = array.astype(np.int64, copy=False)
         size = self.action_layout.size
-        outside = live & ((array < 0) | (array >= size))
+        inside = (array >= 0) & (array < size)
+        legal = inside & self._mask[self._rows, np.where(inside, array, 0)]
+        if legal.all() or (legal | self._pending_reset).all():
+            return array
+        live = ~self._pending_reset
+        outside = live & ~inside
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
             raise ValueError(f"sub-env {i}: action {array[i]} is outside Discrete({size})")
-        illegal = live & ~self._mask[self._rows, np.clip(array, 0, size - 1)]
-        if illegal.any():
-            i = int(np.flatnonzero(illegal)[0])
-            legal = [self.action_layout.name(int(a)) for a in np.flatnonzero(self._mask[i])]
-            raise ValueError(
-                f"sub-env {i}: action {array[i]} ({self.action_layout.name(int(array[i]))}) is "
-                f"illegal now; legal: {legal}"
-            )
-        return array
+        i = int(np.flatnonzero(live & ~legal)[0])
+        names = [self.action_layout.name(int(a)) for a in np.flatnonzero(self._mask[i])]
+        raise ValueError(
+            f"sub-env {i}: action {array[i]} ({self.action_layout.name(int(array[i]))}) is "
+            f"illegal now; legal: {names}"
+        )
 
     def _generate(
         self,
@@ -321,39 +346,42 @@ class OCCVectorEnv(VectorEnv):
         cost: np.ndarray,
     ) -> None:
         attempt = self._attempts(envs, tiers, samples, rounds)
-        spent = attempt["cost"]
+        at = self._column
+        spent = attempt[:, at["cost"]]
         if np.isnan(spent).any():
             i = int(envs[np.isnan(spent)][0])
             raise KeyError(f"sub-env {i}: the trace table has no row for this attempt")
         cost[envs] = spent
         self._tier_compute[envs, tiers] += spent
-        self._tokens[envs] += attempt["tokens"].astype(np.int64)
-        self._wall_ms[envs] += attempt["wall_ms"]
-        for name in self._fields:
-            self._candidate[name][envs] = attempt[name]
-        self._key[envs] = np.stack([tiers, samples, rounds], axis=1)
+        self._tokens[envs] += attempt[:, at["tokens"]].astype(np.int64)
+        self._wall_ms[envs] += attempt[:, at["wall_ms"]]
+        self._candidate[envs] = attempt
+        self._key[envs, 0] = tiers
+        self._key[envs, 1] = samples
+        self._key[envs, 2] = rounds
         self._verdict[envs] = rules.UNVERIFIED
         self._agrees[envs] = False
 
     def _verify(self, envs: np.ndarray, cost: np.ndarray) -> None:
-        candidate = self._candidate
-        public = candidate["public_passed"][envs]
-        passes = rules.passes_public(public, candidate["public_total"][envs])
+        at = self._column
+        candidate = self._candidate[envs]
+        public = candidate[:, at["public_passed"]]
+        passes = rules.passes_public(public, candidate[:, at["public_total"]])
         cost[envs] = self.template.verifier_cost
         self._verdict[envs] = rules.verdict_after_verify(passes)
-        self._wall_ms[envs] += candidate["verify_ms"][envs]
+        self._wall_ms[envs] += candidate[:, at["verify_ms"]]
         if self.observation_layout.answer_signals:
-            key = candidate["outputs_key"][envs]
+            key = candidate[:, at["outputs_key"]]
             count = self._verified_count[envs]
             earlier = self._verified_outputs[envs] * (np.arange(self.horizon) < count[:, None])
             self._agrees[envs] = (key != 0.0) & (earlier == key[:, None]).any(axis=1)
             self._verified_outputs[envs, count] = key
             self._verified_count[envs] += 1
         self._tier_public_passes[envs[passes], self._key[envs[passes], 0]] += 1
-        better = envs[rules.improves_best(public, self._best["public_passed"][envs])]
+        improves = rules.improves_best(public, self._best[envs, at["public_passed"]])
+        better = envs[improves]
         self._best_tier[better] = self._key[better, 0]
-        for name in self._fields:
-            self._best[name][better] = candidate[name][better]
+        self._best[better] = candidate[improves]
 
     def _finish(
         self, ended: np.ndarray, submitted: np.ndarray, truncated: np.ndarray, reward: np.ndarray
@@ -362,30 +390,27 @@ class OCCVectorEnv(VectorEnv):
         their final info (``rules.FINAL_INFO_KEYS``), as the single env's ``_episode_summary``."""
         if not ended.any():
             return {}
+        at = self._column
         candidate, best = self._candidate, self._best
         use_best = submitted & rules.submits_best(
-            self._verdict, candidate["public_passed"], best["public_passed"]
+            self._verdict, candidate[:, at["public_passed"]], best[:, at["public_passed"]]
         )
-
-        def handed_in(name: str) -> np.ndarray:
-            return np.where(use_best, best[name], candidate[name])
-
-        hidden = np.where(submitted, handed_in("hidden_passed"), 0).astype(np.int64)
+        handed_in = np.where(use_best[:, None], best, candidate)
+        hidden = np.where(submitted, handed_in[:, at["hidden_passed"]], 0).astype(np.int64)
         total = np.where(
-            submitted, handed_in("hidden_total"), self._hidden_tests[self._task]
+            submitted, handed_in[:, at["hidden_total"]], self._hidden_tests[self._task]
         ).astype(np.int64)
         score = self.template.oracle.score_arrays(submitted, hidden, total, self._compute)
-        reward[ended] += (
-            score["correctness"][ended] + score["pass_at_k"][ended] + score["regression"][ended]
-        )
+        outcome_terms = score["correctness"] + score["pass_at_k"] + score["regression"]
+        reward += np.where(ended, outcome_terms, 0.0)
         hidden_pass = submitted & (hidden == total)
         public_pass = submitted & rules.passes_public(
-            handed_in("public_passed"), handed_in("public_total")
+            handed_in[:, at["public_passed"]], handed_in[:, at["public_total"]]
         )
         outcome = np.where(submitted, 0, np.where(truncated, 2, 1))
         tier = np.where(use_best, self._best_tier, self._key[:, 0])
         numbers = {
-            "outcome": np.array(rules.OUTCOMES)[outcome],
+            "outcome": _OUTCOMES[outcome],
             "hidden_pass": hidden_pass,
             "is_success": hidden_pass,
             "public_pass": public_pass,
@@ -402,11 +427,7 @@ class OCCVectorEnv(VectorEnv):
             "tier_public_passes": self._tier_public_passes,
             "tier_compute": self._tier_compute,
         }
-        return {
-            name: values
-            for key, value in numbers.items()
-            for name, values in _masked(key, value, ended).items()
-        }
+        return _masked_info(numbers, ended)
 
     def _update_masks(self) -> None:
         has = self._key[:, 0] >= 0
@@ -415,43 +436,78 @@ class OCCVectorEnv(VectorEnv):
         )
 
     def _observe(self) -> np.ndarray:
-        obs, s = self._obs, self._slices
+        """Every sub-env's observation, as the single env's ``_observation`` builds it: each
+        field written in full every step (no zeroing pass), the candidate's one-hots in one
+        lookup (``_candidate_block``)."""
+        obs, layout, at = self._obs, self.observation_layout, self._column
         candidate, max_steps = self._candidate, self.template.max_steps
-        obs[:] = 0.0
-        obs[:, s["prompt_features"]] = self._features[self._task]
-        obs[:, s["tier_attempts"]] = self._tier_attempts / max_steps
-        has = np.flatnonzero(self._key[:, 0] >= 0)
-        key = self._key[has]
-        obs[has, s["has_candidate"].start] = 1.0
-        obs[has, s["candidate_tier"].start + key[:, 0]] = 1.0
-        obs[has, s["candidate_verdict"].start + self._verdict[has]] = 1.0
-        checked = has[self._verdict[has] != rules.UNVERIFIED]
-        error = candidate["error_kind"][checked].astype(np.int64)
-        obs[checked, s["error_kind"].start + error] = 1.0
-        obs[checked, s["public_pass_fraction"].start] = rules.fraction(
-            candidate["public_passed"][checked], candidate["public_total"][checked]
+        tier = self._key[:, 0]
+        has = tier >= 0
+        checked = has & (self._verdict != rules.UNVERIFIED)
+        error = candidate[:, at["error_kind"]].astype(np.int64)
+        obs[:, layout["prompt_features"]] = self._episode_features
+        obs[:, layout["tier_attempts"]] = self._tier_attempts / max_steps
+        codes = _candidate_code(tier, self._verdict, error, checked, len(ErrorKind))
+        obs[:, self._candidate_block] = self._candidate_codes[codes]
+        fraction = rules.fraction(
+            candidate[:, at["public_passed"]], candidate[:, at["public_total"]]
         )
-        obs[has, s["context_length"].start] = rules.context_share(key[:, 2], self._max_round)
-        if self.observation_layout.answer_signals:
-            obs[has, s["candidate_confidence"].start] = rules.confidence(
-                candidate["logprob_mean"][has]
+        obs[:, layout.index("public_pass_fraction")] = np.where(checked, fraction, 0.0)
+        share = rules.context_share(self._key[:, 2], self._max_round)
+        obs[:, layout.index("context_length")] = np.where(has, share, 0.0)
+        if layout.answer_signals:
+            signals = (
+                ("candidate_confidence", rules.confidence(candidate[:, at["logprob_mean"]])),
+                ("candidate_min_confidence", rules.confidence(candidate[:, at["logprob_min"]])),
+                (
+                    "candidate_length",
+                    rules.length_share(candidate[:, at["tokens_out"]], self._length_scale),
+                ),
+                ("candidate_agrees", self._agrees),
             )
-            obs[has, s["candidate_min_confidence"].start] = rules.confidence(
-                candidate["logprob_min"][has]
-            )
-            obs[has, s["candidate_length"].start] = rules.length_share(
-                candidate["tokens_out"][has], self._length_scale
-            )
-            obs[has, s["candidate_agrees"].start] = self._agrees[has]
-        best = np.flatnonzero(self._best["public_passed"] != rules.NO_BEST)
-        obs[best, s["best_public_fraction"].start] = rules.fraction(
-            self._best["public_passed"][best], self._best["public_total"][best]
+            for name, values in signals:
+                obs[:, layout.index(name)] = np.where(has, values, 0.0)
+        best = self._best[:, at["public_passed"]]
+        best_fraction = rules.fraction(best, self._best[:, at["public_total"]])
+        obs[:, layout.index("best_public_fraction")] = np.where(
+            best != rules.NO_BEST, best_fraction, 0.0
         )
-        scale = self.template.cost_scale
-        obs[:, s["cost_so_far"].start] = rules.cost_so_far(self._compute, scale)
-        obs[:, s["budget_left"].start] = 1.0
-        obs[:, s["steps_left"].start] = rules.steps_left(self._steps, max_steps)
+        obs[:, layout.index("cost_so_far")] = rules.cost_so_far(
+            self._compute, self.template.cost_scale
+        )
+        obs[:, layout.index("steps_left")] = rules.steps_left(self._steps, max_steps)
         return obs.copy()
+
+
+_OUTCOMES = np.array(rules.OUTCOMES)
+
+
+def _candidate_block(layout: ObservationLayout, tiers: int) -> tuple[slice, np.ndarray]:
+    """The observation's contiguous candidate fields (``has_candidate``, ``candidate_tier``,
+    ``candidate_verdict``, ``error_kind``) and, for every ``_candidate_code``, their values:
+    the one-hots the single env writes one by one, as rows of a lookup table."""
+    names = ("has_candidate", "candidate_tier", "candidate_verdict", "error_kind")
+    fields = [layout.fields[name] for name in names]
+    start, stop = fields[0].start, fields[-1].start + fields[-1].size
+    assert all(a.start + a.size == b.start for a, b in itertools.pairwise(fields))
+    kinds = len(ErrorKind)
+    codes = np.zeros(((tiers + 1) * len(VERDICTS) * (kinds + 1), stop - start), dtype=np.float32)
+    for tier in range(tiers):
+        for verdict in range(len(VERDICTS)):
+            for error in range(-1, kinds):
+                checked = error >= 0
+                row = codes[_candidate_code(tier, verdict, max(error, 0), checked, kinds)]
+                row[0] = 1.0
+                row[fields[1].start - start + tier] = 1.0
+                row[fields[2].start - start + verdict] = 1.0
+                if checked:
+                    row[fields[3].start - start + error] = 1.0
+    return slice(start, stop), codes
+
+
+def _candidate_code(tier: Any, verdict: Any, error: Any, checked: Any, kinds: int) -> Any:
+    """A row of ``_candidate_block``'s table: 0 (all zeros) without a candidate (tier -1)."""
+    return ((tier + 1) * len(VERDICTS) + verdict) * (kinds + 1) + (error + 1) * checked
 
 
 def occ_vector_env(env: Any) -> OCCVectorEnv:
@@ -462,15 +518,25 @@ def occ_vector_env(env: Any) -> OCCVectorEnv:
     return inner
 
 
-def _masked(key: str, value: Any, ended: np.ndarray) -> dict[str, Any]:
-    """``{key: value of the ended sub-envs (zero elsewhere), _key: ended}``, a dict value
-    nested as Gymnasium's vector envs nest it."""
-    if isinstance(value, dict):
-        inner: dict[str, Any] = {}
-        for name, values in value.items():
-            inner.update(_masked(name, values, ended))
-        return {key: inner, f"_{key}": ended.copy()}
-    shape = (-1,) + (1,) * (value.ndim - 1)
-    empty = np.full_like(value, None) if value.dtype == object else np.zeros_like(value)
-    kept = np.where(ended.reshape(shape), value, empty)
-    return {key: kept, f"_{key}": ended.copy()}
+def _masked_info(numbers: dict[str, Any], ended: np.ndarray) -> dict[str, Any]:
+    """``{key: value of the ended sub-envs (empty elsewhere), _key: ended}`` for every key, a
+    dict value nested as Gymnasium's vector envs nest it. The ``_key`` masks are one read-only
+    array (writing to one would change all)."""
+    mask = ended.copy()
+    mask.flags.writeable = False
+    return _masked_into(numbers, mask)
+
+
+def _masked_into(numbers: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    rows = mask[:, None]
+    info: dict[str, Any] = {}
+    for key, value in numbers.items():
+        if isinstance(value, dict):
+            info[key] = _masked_into(value, mask)
+        else:
+            empty = None if value.dtype == object else value.dtype.type(0)
+            where = mask if value.ndim == 1 else rows
+            kept = np.asarray(np.where(where, value, empty))
+            info[key] = kept.astype(value.dtype, copy=False)
+        info[f"_{key}"] = mask
+    return info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -21,8 +22,8 @@ DRAWS_PER_ATTEMPT = 4
 class Tier(Protocol):
     """Something that writes a candidate solution for a task.
 
-    ``attempt`` must be a pure function of its arguments: the environment draws ``draws`` from
-    its own ``np_random``, so the same seed gives the same candidate.
+    ``attempt`` must be a pure function of its arguments: the environment computes ``draws``
+    from its seed (``rules.uniforms``), so the same seed gives the same candidate.
     """
 
     name: str
@@ -38,7 +39,7 @@ class Tier(Protocol):
         task: Task,
         sample: int,
         repair_round: int,
-        draws: np.ndarray,
+        draws: Sequence[float],
         parent: Attempt | None,
     ) -> Attempt:
         """Write a candidate: fresh when ``repair_round == 0``, else a repair of ``parent``."""

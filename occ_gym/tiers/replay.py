@@ -8,12 +8,12 @@ missing attempt and what an attempt is expected to cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from occ_gym.attempt import ANSWER_FIELDS, OUTCOME_FIELDS, Attempt
+from occ_gym.attempt import Attempt
 from occ_gym.tasks.base import CodeProblem, Task
 from occ_gym.tiers.nano_card import MAX_NEW_TOKENS
 from occ_gym.tiers.writing import AttemptRequest, Writer, run_attempts
@@ -110,7 +110,7 @@ class TableTier:
         task: Task,
         sample: int,
         repair_round: int,
-        draws: np.ndarray,
+        draws: Sequence[float],
         parent: Attempt | None,
     ) -> Attempt:
         key = (task.task_id, sample, repair_round)
@@ -124,19 +124,7 @@ class TableTier:
         fields of ``Attempt`` the vector env reads (``OUTCOME_FIELDS``, ``ANSWER_FIELDS``); nan
         where the table has no row (the repair of a candidate that passed its public tests,
         which no episode can ask for)."""
-        shape = (len(task_ids), self.samples_per_task, rounds)
-        fields = (*OUTCOME_FIELDS, *ANSWER_FIELDS)
-        table = {name: np.full(shape, np.nan) for name in fields}
-        for t, task_id in enumerate(task_ids):
-            for sample in range(self.samples_per_task):
-                for r in range(rounds):
-                    row = self.traces.row((task_id, self.name, sample, r))
-                    if row is None:
-                        continue
-                    attempt = row.attempt()
-                    for name in fields:
-                        table[name][t, sample, r] = getattr(attempt, name)
-        return table
+        return self.traces.attempt_arrays(self.name, task_ids, self.samples_per_task, rounds)
 
     def close(self) -> None:
         if self.live is not None:

@@ -156,7 +156,7 @@ class SimulatedTier:
         task: Task,
         sample: int,
         repair_round: int,
-        draws: np.ndarray,
+        draws: Sequence[float],
         parent: Attempt | None,
     ) -> Attempt:
         public_draw, hidden_draw, kind_draw, partial_draw = (float(x) for x in draws)

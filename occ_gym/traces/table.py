@@ -49,14 +49,16 @@ does not reproduce the recorded ``context_tokens``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from occ_gym.attempt import Attempt, ErrorKind
+from occ_gym.attempt import Attempt, ErrorKind, outputs_key
 
 TRACE_VERSION = "5"
 """2 added ``verify_ms``; 3 the answer-side signals (``logprob_mean``, ``logprob_min``,
@@ -352,6 +354,58 @@ class TraceTable:
 
     def task_ids(self) -> list[str]:
         return list(dict.fromkeys(self._columns["task_id"]))
+
+    def attempt_arrays(
+        self, tier: str, task_ids: list[str], samples: int, rounds: int
+    ) -> dict[str, np.ndarray]:
+        """The numbers of ``TraceRow.attempt`` for every recorded attempt of ``tier`` on
+        ``task_ids``, as float arrays ``(task, sample, round)`` keyed by ``Attempt`` field
+        (``OUTCOME_FIELDS`` and ``ANSWER_FIELDS``); nan where the table has no row. Computed on
+        the columns, not row by row (a v1 table's 240,000 rows in well under a second)."""
+        columns = self._columns
+        where = {task_id: t for t, task_id in enumerate(task_ids)}
+        mine = [i for i, name in enumerate(columns["tier"]) if name == tier]
+        position = np.array([where.get(columns["task_id"][i], -1) for i in mine], dtype=np.int64)
+        sample = np.array([columns["sample"][i] for i in mine], dtype=np.int64)
+        repair_round = np.array([columns["repair_round"][i] for i in mine], dtype=np.int64)
+        keep = (position >= 0) & (sample < samples) & (repair_round < rounds)
+        rows = np.array(mine, dtype=np.int64)[keep]
+        index = (position[keep], sample[keep], repair_round[keep])
+
+        def column(name: str) -> np.ndarray:
+            values = columns[name]
+            return np.array([values[i] for i in rows], dtype=float)
+
+        def mapped(name: str, convert: Callable[[str], float]) -> np.ndarray:
+            values = columns[name]
+            table = {value: convert(value) for value in {values[i] for i in rows}}
+            return np.array([table[values[i]] for i in rows], dtype=float)
+
+        found = {
+            name: column(name)
+            for name in (
+                "public_passed",
+                "public_total",
+                "hidden_passed",
+                "hidden_total",
+                "cost",
+                "wall_ms",
+                "verify_ms",
+                "logprob_mean",
+                "logprob_min",
+            )
+        }
+        found["tokens_out"] = column("new_tokens")
+        found["tokens"] = column("context_tokens") + found["tokens_out"]
+        found["error_kind"] = mapped("error_kind", lambda kind: ErrorKind[kind.upper()])
+        found["outputs_key"] = mapped("public_outputs", outputs_key)
+        shape = (len(task_ids), samples, rounds)
+        arrays = {}
+        for name, values in found.items():
+            array = np.full(shape, np.nan)
+            array[index] = values
+            arrays[name] = array
+        return arrays
 
     def tiers(self) -> list[str]:
         return list(dict.fromkeys(self._columns["tier"]))
