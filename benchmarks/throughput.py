@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -259,24 +260,30 @@ def live_speed(single_attempts: int, envs: int) -> dict[str, Any]:
     executions per second on reference solutions."""
     results: dict[str, Any] = {"single": {}, "batched": {}, "ratio": {}}
     with tempfile.TemporaryDirectory() as folder:
-        plan = RecordPlan.of("nano-v1", "test", 1, repair_rounds=0)
-        table = record(replace(plan, tiers=("cheap",), samples=1), Path(folder) / "one.parquet")
-        kwargs = {"split": "test", "mode": "live", "traces": str(table), "max_steps": 2}
-        single = gym.make(LIVE_ENV, **kwargs)
-        venv = gym.make_vec(LIVE_ENV, num_envs=envs, **kwargs)
-        try:
-            layout = occ_env(single).action_layout
-            for tier, name in enumerate(layout.tier_names):
+        # Live mode plays the tasks its table covers: one sample of one tier on 4 x envs
+        # tasks, so every attempt of the other tiers is written (the first tier is measured
+        # over a table of the last).
+        plan = RecordPlan.of("nano-v1", "test", 4 * envs, samples=1, repair_rounds=0)
+        tables = {
+            tier: record(replace(plan, tiers=(tier,)), Path(folder) / f"{tier}.parquet")
+            for tier in (plan.tiers[0], plan.tiers[-1])
+        }
+        for tier, name in enumerate(plan.tiers):
+            table = tables[plan.tiers[-1] if tier == 0 else plan.tiers[0]]
+            kwargs = {"split": "test", "mode": "live", "traces": str(table), "max_steps": 2}
+            single = gym.make(LIVE_ENV, **kwargs)
+            venv = gym.make_vec(LIVE_ENV, num_envs=envs, **kwargs)
+            try:
                 results["single"][name] = live_rate(
-                    single, lambda tier=tier: single_attempt(single, tier), single_attempts
+                    single, partial(single_attempt, single, tier), single_attempts
                 )
                 results["batched"][name] = live_rate(
-                    venv, lambda tier=tier: batched_attempts(venv, tier), 2 * envs
+                    venv, partial(batched_attempts, venv, tier), 2 * envs
                 )
-                results["ratio"][name] = results["batched"][name] / results["single"][name]
-        finally:
-            single.close()
-            venv.close()
+            finally:
+                single.close()
+                venv.close()
+            results["ratio"][name] = results["batched"][name] / results["single"][name]
     problems = [make_problem("test", i) for i in range(64)]
     with Verifier(SandboxConfig()) as verifier:
         candidates = [p.candidate(p.reference, hidden=True) for p in problems]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +18,7 @@ from occ_gym.envs.vector_env import OCCVectorEnv
 from occ_gym.integrations.sb3 import SB3VecEnv, make_sb3_vec_env
 from occ_gym.tasks.base import Task
 from occ_gym.tiers.simulated import make_simulated_tiers
+from occ_gym.traces.record import RecordPlan, record
 
 N = 6
 
@@ -101,6 +103,55 @@ def test_seeding_repeats_and_distinguishes_runs():
     first, again, other = trajectory(3), trajectory(3), trajectory(4)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_live_mode_writes_all_sub_envs_misses_in_one_batch_and_equals_single_envs(
+    tmp_path, verifier, monkeypatch
+):
+    """Over a table holding only the cheap tier, every other tier's attempt is written live:
+    the vector env writes each step's misses of a tier in one batch, and every step equals
+    single live envs (log-probabilities, hence confidences, to float32's last bits)."""
+    from occ_gym.tiers import replay
+
+    plan = replace(
+        RecordPlan.of("nano-v1", "test", 4, samples=1, repair_rounds=0), tiers=("cheap",)
+    )
+    small = record(plan, tmp_path / "v1-cheap.parquet", verifier=verifier)
+    batches: list[int] = []
+    run_attempts = replay.run_attempts
+    monkeypatch.setattr(
+        replay,
+        "run_attempts",
+        lambda writer, requests, v: (
+            batches.append(len(requests)) or run_attempts(writer, requests, v)
+        ),
+    )
+    kwargs = {"split": "test", "mode": "live", "traces": str(small), "max_steps": 4}
+    venv = gym.make_vec("OCC-Code-v1", num_envs=3, **kwargs)
+    singles = [gym.make("OCC-Code-v1", **kwargs) for _ in range(3)]
+    try:
+        obs, _ = venv.reset(seed=4)
+        expected = np.stack([env.reset(seed=4 + i)[0] for i, env in enumerate(singles)])
+        assert np.array_equal(obs, expected)
+        layout = venv.unwrapped.action_layout
+        script = [layout.attempt("medium-filters"), layout.verify, layout.repair, layout.submit]
+        for action in script:
+            masks = venv.unwrapped.action_masks()
+            actions = np.where(masks[:, action], action, layout.submit)
+            del batches[:]
+            obs, reward, terminated, truncated, _ = venv.step(actions)
+            vector_batches = list(batches)
+            for i, env in enumerate(singles):
+                theirs = env.step(int(actions[i]))
+                assert np.allclose(obs[i], theirs[0], atol=1e-5), (action, i)
+                assert reward[i] == pytest.approx(theirs[1])
+                assert (terminated[i], truncated[i]) == theirs[2:4]
+            if action == script[0]:
+                assert len(vector_batches) == 1 and vector_batches[0] > 1  # not one per sub-env
+    finally:
+        venv.close()
+        for env in singles:
+            env.close()
 
 
 def test_bad_actions_name_the_sub_env():

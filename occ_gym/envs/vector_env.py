@@ -8,8 +8,9 @@ vector env computes the draws of all sub-envs in one array call and plays steps 
 operations, with no loop over sub-envs.
 ``tests/test_vector.py`` checks that it equals N single envs step for step.
 
-Replay mode (recorded nano tiers) and simulated tiers are supported; live mode, budgets and
-rendering need the single env. ``action_masks()`` returns the ``(N, actions)`` batch of masks.
+Replay, live and simulated tiers are supported (live: each step's attempts that the table lacks
+are written in one batch per tier for all sub-envs, ``_write_live``); budgets and rendering
+need the single env. ``action_masks()`` returns the ``(N, actions)`` batch of masks.
 ``occ_gym.integrations.sb3.SB3VecEnv`` adapts it to stable-baselines3 so MaskablePPO trains
 on it directly (kept there, so this module imports neither SB3 nor torch).
 """
@@ -31,6 +32,7 @@ from occ_gym.envs import rules
 from occ_gym.envs.code_env import OCCCodeEnv
 from occ_gym.envs.layout import VERDICTS, ObservationLayout
 from occ_gym.tiers.base import BatchedTier, RecordedTier
+from occ_gym.tiers.replay import TableTier
 from occ_gym.validation import positive_int
 
 
@@ -64,12 +66,8 @@ class OCCVectorEnv(VectorEnv):
             raise ValueError("autoreset_mode must be NEXT_STEP or SAME_STEP")
         self.metadata = {"autoreset_mode": mode}
         template = OCCCodeEnv(**env_kwargs)
-        for name, value, why in (
-            ("mode", env_kwargs.get("mode", "replay"), "live"),
-            ("budget", template.budget, None),
-            ("render_mode", template.render_mode, None),
-        ):
-            if value is not None and (why is None or value == why):
+        for name, value in (("budget", template.budget), ("render_mode", template.render_mode)):
+            if value is not None:
                 template.close()
                 raise ValueError(
                     f"the vector env does not support {name}={value!r}; use gym.make_vec(..., "
@@ -124,8 +122,13 @@ class OCCVectorEnv(VectorEnv):
         """Per replayed tier, its recorded attempts: rows ``(task, sample, round)`` flattened
         (``_replay_row``), columns ``_column``."""
         self._batched: list[BatchedTier | None] = []
+        self._live: list[TableTier | None] = []
+        """Per tier, the tier that writes what its table lacks (live mode), else None."""
+        self._task_ids = task_ids
         self._samples_per_task: list[int] = []
         for tier in env.tiers:
+            live = isinstance(tier, TableTier) and tier.live is not None
+            self._live.append(tier if live and isinstance(tier, TableTier) else None)
             if isinstance(tier, RecordedTier):
                 table = tier.outcome_table(task_ids, self._max_round + 1)
                 stacked = np.stack([table[name] for name in self._fields], axis=-1)
@@ -310,8 +313,36 @@ class OCCVectorEnv(VectorEnv):
                 assert table is not None
                 per_task = self._samples_per_task[k]
                 recorded = rules.rotated_sample(self._offsets[e, k], sample, per_task)
-                out[rows] = table.take((task * per_task + recorded) * self._rounds + r, axis=0)
+                flat = (task * per_task + recorded) * self._rounds + r
+                found = table.take(flat, axis=0)
+                missing = np.isnan(found[:, self._column["cost"]])
+                live = self._live[k]
+                if live is not None and missing.any():
+                    self._write_live(
+                        live, table, flat[missing], task[missing], recorded[missing], r[missing]
+                    )
+                    found = table.take(flat, axis=0)
+                out[rows] = found
         return out
+
+    def _write_live(
+        self,
+        tier: TableTier,
+        table: np.ndarray,
+        flat: np.ndarray,
+        tasks: np.ndarray,
+        samples: np.ndarray,
+        rounds: np.ndarray,
+    ) -> None:
+        """Live mode: write the attempts ``table`` lacks, all sub-envs' in one batch of the
+        tier (``TableTier.rows``), and keep them in ``table`` for later steps."""
+        keys = [
+            (self._task_ids[t], s, r)
+            for t, s, r in zip(tasks.tolist(), samples.tolist(), rounds.tolist(), strict=True)
+        ]
+        for row_index, row in zip(flat.tolist(), tier.rows(keys), strict=True):
+            attempt = row.attempt()
+            table[row_index] = [getattr(attempt, name) for name in self._fields]
 
     def _checked_actions(self, actions: Any) -> np.ndarray:
         array = np.asarray(actions)

@@ -94,15 +94,40 @@ class TableTier:
         found = self.traces.row(key) or self._written.get(key)
         if found is not None:
             return found
+        (written,) = self._write([(task_id, sample, repair_round)])
+        return written
+
+    def rows(self, keys: Sequence[tuple[str, int, int]]) -> list[TraceRow]:
+        """``row`` of each (task id, sample, repair round), writing every one the table lacks
+        in one batch (the vector env's live mode: one batch for all its sub-envs)."""
+        missing = [
+            key
+            for key in dict.fromkeys(keys)
+            if (key[0], self.name, *key[1:]) not in self.traces
+            and (key[0], self.name, *key[1:]) not in self._written
+        ]
+        if missing:
+            self._write(missing)
+        return [self.row(*key) for key in keys]
+
+    def _write(self, keys: Sequence[tuple[str, int, int]]) -> list[TraceRow]:
+        """Write and verify the attempts at ``keys`` (each repair's parent exists already)."""
         if self.live is None:
             raise KeyError(
-                f"attempt {key} is not in the trace table {self.traces.source}; "
-                "record it (occ-gym record) or use mode='live'"
+                f"attempt {(keys[0][0], self.name, *keys[0][1:])} is not in the trace table "
+                f"{self.traces.source}; record it (occ-gym record) or use mode='live'"
             )
-        history = tuple(self.row(task_id, sample, r) for r in range(repair_round))
-        request = AttemptRequest(self.problem(task_id), sample, history)
-        (written,) = run_attempts(self.live.writer(self.name), [request], self.live.verifier)
-        self._written[key] = written
+        requests = [
+            AttemptRequest(
+                self.problem(task_id),
+                sample,
+                tuple(self.row(task_id, sample, r) for r in range(repair_round)),
+            )
+            for task_id, sample, repair_round in keys
+        ]
+        written = run_attempts(self.live.writer(self.name), requests, self.live.verifier)
+        for (task_id, sample, repair_round), row in zip(keys, written, strict=True):
+            self._written[(task_id, self.name, sample, repair_round)] = row
         return written
 
     def attempt(
