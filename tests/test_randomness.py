@@ -37,6 +37,14 @@ def test_python_ints_and_uint64_arrays_give_the_same_draws():
     assert pinned == 0.6127934827282991
 
 
+def test_numpy_scalars_and_int64_arrays_give_the_same_words_without_warnings():
+    assert rules.episode_base(np.uint64(5), np.int64(3)) == rules.episode_base(5, 3)
+    bases = rules.episode_base(5, np.arange(3))  # int64 episodes
+    assert [int(b) for b in bases] == [rules.episode_base(5, k) for k in range(3)]
+    assert rules.counter_hash(np.uint64(7)) == rules.counter_hash(7)
+    assert rules.uniforms(np.uint64(9), np.uint64(11)) == rules.uniforms(9, 11)
+
+
 def test_draws_are_uniform_and_independent_across_episodes_and_counters():
     bases = rules.episode_base(np.uint64(987654321), np.arange(4000, dtype=np.uint64))
     hashed = rules.counter_hash(np.arange(1, 51, dtype=np.uint64))
@@ -102,3 +110,13 @@ def test_every_id_takes_the_episode_option():
         env.reset(seed=3)
         env.reset()
         assert np.array_equal(env.reset()[0], a)
+
+
+def test_a_refused_reset_changes_nothing():
+    env, again = gym.make("OCC-CodeSim-v0"), gym.make("OCC-CodeSim-v0")
+    for each in (env, again):
+        each.reset(seed=1)
+        each.reset()
+    with pytest.raises(ValueError, match="episode_index"):
+        env.reset(seed=7, options={"episode_index": -1})
+    assert np.array_equal(env.reset()[0], again.reset()[0])  # episode 2 of seed 1, not 0 of 7

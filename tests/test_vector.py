@@ -154,6 +154,26 @@ def test_live_mode_writes_all_sub_envs_misses_in_one_batch_and_equals_single_env
             env.close()
 
 
+def test_final_info_of_running_sub_envs_is_empty_and_a_failed_step_changes_nothing():
+    venv = OCCVectorEnv(3, tiers="simulated", tasks="simulated")
+    venv.reset(seed=0)
+    layout = venv.action_layout
+    venv.step(np.array([0, 0, 0]))
+    _, _, _, _, info = venv.step(np.array([layout.submit, 0, 0]))
+    assert info["outcome"].tolist() == ["submitted", "", ""]
+    assert info["submitted_tier"].tolist()[1:] == [None, None]
+    assert info["_outcome"].tolist() == [True, False, False]
+    before = (venv._steps.copy(), venv._tier_attempts.copy(), venv.action_masks())
+    rows = len(venv._features) * venv._rounds  # a replayed tier of one sample, its rows gone
+    venv._replay[0] = np.full((rows, len(venv._fields)), np.nan)
+    venv._batched[0] = None
+    with pytest.raises(KeyError, match="no row"):
+        venv.step(np.array([0, 0, 0]))
+    assert np.array_equal(venv._steps, before[0])
+    assert np.array_equal(venv._tier_attempts, before[1])
+    assert np.array_equal(venv.action_masks(), before[2])
+
+
 def test_bad_actions_name_the_sub_env():
     venv = OCCVectorEnv(3, tiers="simulated", tasks="simulated")
     venv.reset(seed=0)

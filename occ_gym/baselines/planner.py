@@ -210,7 +210,7 @@ class PlannerFit:
 def fit_planner(
     env_id: str,
     fallback: CascadeRule,
-    episodes: int = 300_000,
+    episodes: int = 1_000_000,
     epsilon: float = 0.3,
     min_visits: int = 10,
     seed: int = 0,

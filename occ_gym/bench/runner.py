@@ -90,8 +90,9 @@ class BenchConfig:
     """Bootstrap resamples behind every interval."""
     tune_episodes: int = 2000
     """Train-split episodes the tuned cascade's grid search plays per rule."""
-    planner_episodes: int = 300_000
-    """Train-split episodes the planner's empirical model is built from."""
+    planner_episodes: int = 1_000_000
+    """Train-split episodes the planner's empirical model is built from (chosen on
+    OCC-Code-v1's val split by ``make planner-selection``)."""
     router_episodes: int = 50_000
     """Train-split episodes the routers' hidden-pass models are fitted on."""
 

@@ -155,6 +155,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     one draw from ``np_random``): a seed fixes the whole episode whatever the policy does,
     sub-env ``i`` of the vector env computes the same draws in one batch, and
     ``options={"episode_index": k}`` plays episode k of the seed without playing 0..k-1.
+    Assigning ``env.np_random`` starts the stream of that generator (its episode 0); pickle the
+    env to resume a run where it stood.
 
     ## Episode End
 
@@ -358,8 +360,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        options = self._checked_options(options)  # before anything changes
         super().reset(seed=seed)
-        options = self._checked_options(options)
         rng = self.np_random
         if rng is not self._keyed_rng:  # seeded now, the first reset, or np_random replaced
             self._keyed_rng = rng
@@ -390,16 +392,13 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
         ep = self._require_active("step()")
         action = self._checked_action(action)
         layout = self.action_layout
-        ep.steps += 1
         cost = 0.0
         terminated = False
         submission: tuple[AttemptKey, Attempt] | None = None
         info: dict[str, Any] = {"action": layout.names[action], "tier": None, "cost": 0.0}
 
         if action < layout.num_tiers:
-            sample = ep.tier_attempts[action]
-            ep.tier_attempts[action] += 1
-            cost = self._generate(ep, AttemptKey(action, sample, 0))
+            cost = self._generate(ep, AttemptKey(action, ep.tier_attempts[action], 0))
             written = ep.require_candidate()
             info["tier"] = self.tier_names[action]
             info["verdict"] = "unverified"
@@ -424,6 +423,7 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
             else:
                 info["verdict"] = "hidden_pass" if submission[1].hidden_pass else "hidden_fail"
 
+        ep.steps += 1  # after the attempt, so one that cannot be made changes nothing
         return self._finish_step(ep, action, info, cost, terminated, submission)
 
     def _finish_step(
@@ -645,6 +645,8 @@ class OCCCodeEnv(gym.Env[np.ndarray, np.int64]):
 
     def _generate(self, ep: Episode, key: AttemptKey) -> float:
         attempt = self._executor.attempt(*key)
+        if key.repair_round == 0:
+            ep.tier_attempts[key.tier] += 1
         ep.candidate = attempt
         ep.candidate_key = key
         ep.verdict = rules.UNVERIFIED

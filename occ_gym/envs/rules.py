@@ -133,10 +133,18 @@ TASK_COUNTER = 0
 """The draw counter of the episode's task."""
 
 
+def words(x: Number) -> Any:
+    """``x`` as the mixers take it: a Python int, or a uint64 array (numpy scalars would warn
+    of overflow and int64 arrays refuse the constants)."""
+    if isinstance(x, np.ndarray):
+        return x.astype(np.uint64, copy=False)
+    return int(x) if isinstance(x, np.integer) else x
+
+
 def mix64(x: Number) -> Any:
     """SplitMix64's finaliser (Steele, Lea and Flood 2014; the mixer of Java's SplittableRandom):
     a bijection of 64-bit words whose outputs on a counter pass BigCrush. Python ints or uint64
-    arrays (which wrap, so they need no mask)."""
+    arrays (which wrap, so they need no mask; ``words`` makes either)."""
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK64
     x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK64
     return x ^ (x >> 31)
@@ -151,6 +159,7 @@ def stream_key(rng: np.random.Generator) -> int:
 def episode_base(key: Number, episode: Number) -> Any:
     """The word every draw of episode ``episode`` (0, 1, ... after a seeded reset) derives
     from. Python ints, or uint64 arrays with one entry per sub-env."""
+    key, episode = words(key), words(episode)
     return mix64((key + mix64((episode + 1) * _GOLDEN & _MASK64)) & _MASK64)
 
 
@@ -162,15 +171,13 @@ def draw_counter(tier: Number, sample: Number, repair_round: Number, draw: Numbe
 
 def counter_hash(counter: Number) -> Any:
     """A draw counter, mixed (``uniforms`` takes it; callers precompute the ones they use)."""
-    if isinstance(counter, np.ndarray):
-        counter = counter.astype(np.uint64)
-    return mix64(counter * _GOLDEN & _MASK64)
+    return mix64(words(counter) * _GOLDEN & _MASK64)
 
 
 def uniforms(base: Number, hashed_counter: Number) -> Any:
     """The draws in [0, 1) at ``hashed_counter`` (from ``counter_hash``) of the episodes with
     ``base`` (from ``episode_base``): 53-bit floats, broadcast over arrays."""
-    return (mix64(base ^ hashed_counter) >> 11) * _TO_UNIT
+    return (mix64(words(base) ^ words(hashed_counter)) >> 11) * _TO_UNIT
 
 
 TASK_HASH = counter_hash(TASK_COUNTER)

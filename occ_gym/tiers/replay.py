@@ -141,7 +141,9 @@ class TableTier:
         key = (task.task_id, sample, repair_round)
         attempt = self._attempts.get(key)
         if attempt is None:
-            attempt = self._attempts[key] = self.row(*key).attempt()
+            recorded = self.traces.attempt((task.task_id, self.name, sample, repair_round))
+            attempt = recorded if recorded is not None else self.row(*key).attempt()
+            self._attempts[key] = attempt
         return attempt
 
     def outcome_table(self, task_ids: list[str], rounds: int) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ class SimulatedTier:
         self.name = spec.name
         self.nominal_cost = spec.cost
         self._failure_cdf = np.cumsum(spec.failure_mix) / sum(spec.failure_mix)
+        self._failure_cdf_list = self._failure_cdf.tolist()  # bisect: the scalar searchsorted
         self._repair_factor = {
             kind: simulation.repair_odds_factor * factor
             for kind, factor in zip(FAILURE_KINDS, simulation.repair_odds_by_error, strict=True)
@@ -171,7 +173,7 @@ class SimulatedTier:
                 low = n_hidden // 2
                 hidden_passed = min(n_hidden - 1, low + int(partial_draw * (n_hidden - low)))
         else:
-            error = FAILURE_KINDS[int(np.searchsorted(self._failure_cdf, kind_draw, side="right"))]
+            error = FAILURE_KINDS[bisect.bisect_right(self._failure_cdf_list, kind_draw)]
             if error == ErrorKind.SYNTAX:
                 public_passed = hidden_passed = 0
             else:

@@ -52,6 +52,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -144,26 +145,32 @@ class TraceRow:
 
     def attempt(self) -> Attempt:
         """The env's view of the row."""
-        return Attempt(
-            sample=self.sample,
-            repair_round=self.repair_round,
-            public_passed=self.public_passed,
-            public_total=self.public_total,
-            hidden_passed=self.hidden_passed,
-            hidden_total=self.hidden_total,
-            error_kind=ErrorKind[self.error_kind.upper()],
-            cost=self.cost,
-            tokens_in=self.context_tokens,
-            tokens_out=self.new_tokens,
-            code=self.code,
-            feedback=self.feedback,
-            verify_ms=self.verify_ms,
-            wall_ms=self.wall_ms,
-            logprob_mean=self.logprob_mean,
-            logprob_min=self.logprob_min,
-            public_outputs=self.public_outputs,
-            context_dropped=self.context_dropped,
-        )
+        return attempt_of(lambda name: getattr(self, name))
+
+
+def attempt_of(column: Callable[[str], Any]) -> Attempt:
+    """The ``Attempt`` of a recorded row, reading each of its columns by name (a ``TraceRow``'s
+    fields, or a ``TraceTable``'s columns at one index)."""
+    return Attempt(
+        sample=column("sample"),
+        repair_round=column("repair_round"),
+        public_passed=column("public_passed"),
+        public_total=column("public_total"),
+        hidden_passed=column("hidden_passed"),
+        hidden_total=column("hidden_total"),
+        error_kind=ErrorKind[column("error_kind").upper()],
+        cost=column("cost"),
+        tokens_in=column("context_tokens"),
+        tokens_out=column("new_tokens"),
+        code=column("code"),
+        feedback=column("feedback"),
+        verify_ms=column("verify_ms"),
+        wall_ms=column("wall_ms"),
+        logprob_mean=column("logprob_mean"),
+        logprob_min=column("logprob_min"),
+        public_outputs=column("public_outputs"),
+        context_dropped=column("context_dropped"),
+    )
 
 
 def rows_to_table(rows: list[TraceRow], metadata: dict[str, str] | None = None) -> pa.Table:
@@ -344,6 +351,15 @@ class TraceTable:
             row = TraceRow(**{name: self._columns[name][index] for name in TRACE_SCHEMA.names})
             self._rows[index] = row
         return row
+
+    def attempt(self, key: tuple[str, str, int, int]) -> Attempt | None:
+        """``row(key).attempt()``, read straight off the columns (no ``TraceRow`` built: the
+        replay path of every first visit to an attempt)."""
+        index = self._index.get(key)
+        if index is None:
+            return None
+        columns = self._columns
+        return attempt_of(lambda name: columns[name][index])
 
     def passes_public(self, key: tuple[str, str, int, int]) -> bool | None:
         """Whether the attempt at ``key`` passed its public tests (None: no such row)."""
