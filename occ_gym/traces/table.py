@@ -148,29 +148,35 @@ class TraceRow:
         return attempt_of(lambda name: getattr(self, name))
 
 
+ATTEMPT_COLUMNS = {
+    name: name
+    for name in (
+        "sample",
+        "repair_round",
+        "public_passed",
+        "public_total",
+        "hidden_passed",
+        "hidden_total",
+        "cost",
+        "code",
+        "feedback",
+        "verify_ms",
+        "wall_ms",
+        "logprob_mean",
+        "logprob_min",
+        "public_outputs",
+        "context_dropped",
+    )
+} | {"tokens_in": "context_tokens", "tokens_out": "new_tokens"}
+"""Each ``Attempt`` field a row gives as it is, and the column it comes from (``error_kind``
+is converted to ``ErrorKind``)."""
+
+
 def attempt_of(column: Callable[[str], Any]) -> Attempt:
     """The ``Attempt`` of a recorded row, reading each of its columns by name (a ``TraceRow``'s
     fields, or a ``TraceTable``'s columns at one index)."""
-    return Attempt(
-        sample=column("sample"),
-        repair_round=column("repair_round"),
-        public_passed=column("public_passed"),
-        public_total=column("public_total"),
-        hidden_passed=column("hidden_passed"),
-        hidden_total=column("hidden_total"),
-        error_kind=ErrorKind[column("error_kind").upper()],
-        cost=column("cost"),
-        tokens_in=column("context_tokens"),
-        tokens_out=column("new_tokens"),
-        code=column("code"),
-        feedback=column("feedback"),
-        verify_ms=column("verify_ms"),
-        wall_ms=column("wall_ms"),
-        logprob_mean=column("logprob_mean"),
-        logprob_min=column("logprob_min"),
-        public_outputs=column("public_outputs"),
-        context_dropped=column("context_dropped"),
-    )
+    fields = {name: column(source) for name, source in ATTEMPT_COLUMNS.items()}
+    return Attempt(error_kind=ErrorKind[column("error_kind").upper()], **fields)
 
 
 def rows_to_table(rows: list[TraceRow], metadata: dict[str, str] | None = None) -> pa.Table:
